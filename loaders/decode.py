@@ -1,0 +1,304 @@
+"""Decode any audio file to mono float32 at a target rate, in bounded blocks, in memory.
+
+One code path for ``prep convert``, ``prep shard`` and the on-the-fly loaders, so that
+audio prepared offline and audio decoded during training are the same samples.
+libsndfile (through soundfile) reads wav, flac, mp3, ogg vorbis and opus in process;
+files it refuses go through an ffmpeg pipe. Both detect the format from the content,
+not from the extension. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from loaders.ffmpeg import FfmpegError, FfmpegStream, ffmpeg_version
+
+Decoder = Literal["auto", "soundfile", "ffmpeg"]
+ChannelMode = Literal["mix", "first"]
+DECODERS: tuple[str, ...] = ("auto", "soundfile", "ffmpeg")
+CHANNEL_MODES: tuple[str, ...] = ("mix", "first")
+RESAMPLE_QUALITIES: tuple[str, ...] = ("LQ", "MQ", "HQ", "VHQ")
+
+BLOCK_FRAMES = 1 << 16
+"""Frames decoded per block: about 0.5 MB of stereo float32, so memory stays flat."""
+
+INT16_SCALE = 32768.0
+"""int16 <-> float32 scale, the same as soundfile's: float = int16 / 32768."""
+
+# Shortfall against the header's frame count tolerated before a file counts as truncated:
+# mp3 headers without a Xing/LAME tag only estimate the length.
+_TRUNCATION_TOLERANCE_FRAMES = 2 * 1152
+_TRUNCATION_TOLERANCE_FRACTION = 0.01
+
+
+class DecodeError(Exception):
+    """A file that cannot be decoded completely; the message is one readable line."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a decoder announces about a file before decoding it."""
+
+    sample_rate: int
+    channels: int
+    frames: int | None
+    format: str
+    decoder: str
+    decoder_version: str
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+def _ogg_has_end_of_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether the last Ogg page carries the end-of-stream flag; a cut file lacks it."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+    pos = tail.rfind(b"OggS")
+    return pos >= 0 and pos + 5 < len(tail) and bool(tail[pos + 5] & 0x04)
+
+
+class SoundfileReader:
+    """libsndfile decoding with checks that a file was decoded to its announced end."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        try:
+            self._file = sf.SoundFile(path)
+        except sf.LibsndfileError as exc:
+            raise DecodeError(f"libsndfile cannot open it ({_libsndfile_reason(exc)})") from None
+        fmt = self._file.format
+        frames = self._file.frames
+        self.info = AudioInfo(
+            sample_rate=self._file.samplerate,
+            channels=self._file.channels,
+            frames=frames,
+            format=f"{fmt}/{self._file.subtype}",
+            decoder="soundfile",
+            decoder_version=f"libsndfile {sf.__libsndfile_version__}",
+        )
+        if fmt == "OGG" and not _ogg_has_end_of_stream(path):
+            self.close()
+            raise DecodeError("truncated Ogg stream (no end-of-stream page)")
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        decoded = 0
+        try:
+            while True:
+                block = self._file.read(frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                decoded += len(block)
+                yield block
+        except sf.LibsndfileError as exc:
+            raise DecodeError(
+                f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
+                f"({_libsndfile_reason(exc)})"
+            ) from None
+        expected = self.info.frames or 0
+        tolerance = max(_TRUNCATION_TOLERANCE_FRAMES, expected * _TRUNCATION_TOLERANCE_FRACTION)
+        if expected and decoded < expected - tolerance:
+            sr = self.info.sample_rate
+            raise DecodeError(
+                f"truncated: decoded {decoded / sr:.2f} s of the {expected / sr:.2f} s "
+                "its header announces"
+            )
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FfmpegReader:
+    """ffmpeg decoding; its error-level messages (a cut stream, bad frames) fail the file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self._stream = FfmpegStream(path)
+        except FfmpegError as exc:
+            raise DecodeError(f"ffmpeg cannot decode it ({exc})") from None
+        except OSError as exc:
+            raise DecodeError(f"ffmpeg could not be run ({exc.strerror})") from None
+        self.info = AudioInfo(
+            sample_rate=self._stream.sample_rate,
+            channels=self._stream.channels,
+            frames=None,
+            format="ffmpeg",
+            decoder="ffmpeg",
+            decoder_version=f"ffmpeg {ffmpeg_version()}",
+        )
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        try:
+            yield from self._stream.blocks(frames)
+        except FfmpegError as exc:
+            raise DecodeError(f"ffmpeg reported an error ({exc})") from None
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+AudioReader = SoundfileReader | FfmpegReader
+
+
+def _libsndfile_reason(exc: sf.LibsndfileError) -> str:
+    text = str(getattr(exc, "error_string", "") or exc)
+    if "does not exist or is not a regular file" in text:
+        return "unrecognised format"
+    return text.rstrip(".")
+
+
+def _check_readable(path: str | os.PathLike[str]) -> None:
+    """Turn the common OS-level failures into one clear reason before any decoder runs."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+    except FileNotFoundError:
+        reason = "broken symlink" if os.path.islink(path) else "file not found"
+        raise DecodeError(reason) from None
+    except IsADirectoryError:
+        raise DecodeError("is a directory") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read it ({exc.strerror})") from None
+    if not head:
+        raise DecodeError("empty file (0 bytes)")
+
+
+@contextlib.contextmanager
+def open_audio(path: str | os.PathLike[str], decoder: Decoder = "auto") -> Iterator[AudioReader]:
+    """Open ``path`` for block decoding: libsndfile first, ffmpeg for what it refuses."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}")
+    _check_readable(path)
+    reader: AudioReader
+    if decoder == "ffmpeg":
+        reader = FfmpegReader(path)
+    else:
+        try:
+            reader = SoundfileReader(path)
+        except DecodeError as sf_error:
+            if decoder == "soundfile" or "cannot open" not in str(sf_error):
+                raise
+            try:
+                reader = FfmpegReader(path)
+            except DecodeError as ff_error:
+                raise DecodeError(f"not decodable: {sf_error}; {ff_error}") from None
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def mixdown(block: np.ndarray, channels: ChannelMode = "mix") -> np.ndarray:
+    """[n, c] float32 to [n] float32: the channel average, or the first channel.
+
+    Columns are summed one by one: ``block.mean(axis=1)`` costs as much as decoding.
+    """
+    if block.shape[1] == 1 or channels == "first":
+        return np.ascontiguousarray(block[:, 0])
+    mono = block[:, 0] + block[:, 1]
+    for c in range(2, block.shape[1]):
+        mono += block[:, c]
+    mono *= np.float32(1.0 / block.shape[1])
+    return mono
+
+
+class MonoResampler:
+    """Streaming soxr resampling of mono float32 blocks; identity when rates match."""
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._stream = (
+            None
+            if in_rate == out_rate
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+        )
+
+    def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return block
+        return self._stream.resample_chunk(block, last=last)
+
+
+def resampler_version() -> str:
+    return f"python-soxr {soxr.__version__}, libsoxr {soxr.__libsoxr_version__}"
+
+
+def iter_mono(
+    reader: AudioReader,
+    sample_rate: int,
+    channels: ChannelMode = "mix",
+    quality: str = "HQ",
+    block_frames: int = BLOCK_FRAMES,
+) -> Iterator[np.ndarray]:
+    """Decode, mix down and resample ``reader`` block by block: mono float32 at ``sample_rate``."""
+    resampler = MonoResampler(reader.info.sample_rate, sample_rate, quality)
+    for block in reader.blocks(block_frames):
+        out = resampler.process(mixdown(block, channels))
+        if len(out):
+            yield out
+    tail = resampler.process(np.zeros(0, dtype=np.float32), last=True)
+    if len(tail):
+        yield tail
+
+
+def to_int16(block: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] to int16, clipping out-of-range samples instead of wrapping."""
+    scaled = np.multiply(block, INT16_SCALE, dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -INT16_SCALE, INT16_SCALE - 1, out=scaled)
+    return scaled.astype(np.int16)
+
+
+def concat(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    parts = list(blocks)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def load_mono(
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    channels: ChannelMode = "mix",
+    decoder: Decoder = "auto",
+    quality: str = "HQ",
+) -> np.ndarray:
+    """The whole file as mono float32 at ``sample_rate``, through the same path as ``prep``."""
+    with open_audio(path, decoder) as reader:
+        return concat(iter_mono(reader, sample_rate, channels, quality))
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what C libraries (mpg123 via libsndfile) write straight to file descriptor 2.
+
+    For single-threaded batch work only: it redirects the whole process's stderr.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,127 @@
+"""Decoding through an ffmpeg process that pipes WAV (float32) to memory, never to a file.
+
+Used for what libsndfile refuses (AAC, m4a, video containers...). The ffmpeg on PATH is
+preferred; otherwise the binary shipped by the ``imageio-ffmpeg`` package.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import IO
+
+import numpy as np
+
+_STDERR_KEEP = 4096
+
+
+class FfmpegError(RuntimeError):
+    """ffmpeg could not decode a file; the message is ffmpeg's own first error line."""
+
+
+@functools.cache
+def ffmpeg_executable() -> str:
+    """Path of the ffmpeg binary: ``$AUDIOPREP_FFMPEG``, then PATH, then imageio-ffmpeg's."""
+    explicit = os.environ.get("AUDIOPREP_FFMPEG")
+    if explicit:
+        return explicit
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.cache
+def ffmpeg_version() -> str:
+    out = subprocess.run(
+        [ffmpeg_executable(), "-hide_banner", "-version"], capture_output=True, text=True
+    ).stdout
+    words = out.split()
+    return words[2] if len(words) > 2 else "unknown"
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise FfmpegError("ffmpeg produced no audio")
+    return data
+
+
+def _parse_wav_header(stream: IO[bytes]) -> tuple[int, int]:
+    """Read a streamed WAV header up to the data chunk; return (sample_rate, channels)."""
+    riff = _read_exact(stream, 12)
+    if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+        raise FfmpegError("ffmpeg output is not WAV")
+    sample_rate = channels = 0
+    while True:
+        chunk_id, size = struct.unpack("<4sI", _read_exact(stream, 8))
+        if chunk_id == b"data":
+            break
+        body = _read_exact(stream, size + (size & 1))
+        if chunk_id == b"fmt ":
+            _fmt, channels, sample_rate = struct.unpack("<HHI", body[:8])
+    if not sample_rate or not channels:
+        raise FfmpegError("ffmpeg output has no format chunk")
+    return sample_rate, channels
+
+
+class FfmpegStream:
+    """A running ffmpeg decode of one file: sample rate, channels and float32 blocks."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import ffmpeg  # ffmpeg-python builds the command line
+
+        args = (
+            ffmpeg.input(str(path))
+            .output("pipe:", format="wav", acodec="pcm_f32le", map="0:a:0", loglevel="error")
+            .global_args("-nostdin", "-hide_banner")
+            .compile(cmd=ffmpeg_executable())
+        )
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._stderr = bytearray()
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
+        try:
+            self.sample_rate, self.channels = _parse_wav_header(self._proc.stdout)
+        except FfmpegError:
+            self.close()
+            raise FfmpegError(self._error_line() or "ffmpeg produced no audio") from None
+
+    def _drain_stderr(self) -> None:
+        for line in self._proc.stderr:
+            if len(self._stderr) < _STDERR_KEEP:
+                self._stderr.extend(line)
+
+    def _error_line(self) -> str:
+        lines = [ln.strip() for ln in self._stderr.decode("utf-8", "replace").splitlines()]
+        lines = [ln.split("] ", 1)[-1] for ln in lines if ln]
+        return lines[-1] if lines else ""
+
+    def blocks(self, frames: int) -> Iterator[np.ndarray]:
+        """Yield float32 arrays of shape [n, channels]; raise if ffmpeg reported an error."""
+        bytes_per_block = frames * self.channels * 4
+        while True:
+            data = self._proc.stdout.read(bytes_per_block)
+            if not data:
+                break
+            usable = len(data) - len(data) % (self.channels * 4)
+            yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, self.channels)
+        code = self._proc.wait()
+        self._drain.join()
+        if code != 0 or self._stderr:
+            raise FfmpegError(self._error_line() or f"ffmpeg exited with status {code}")
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._proc.stdout.close()
+        self._drain.join()
+        self._proc.stderr.close()

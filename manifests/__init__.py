@@ -1,0 +1,38 @@
+"""The JSONL manifest contract of every audioprep step; imports neither prep nor loaders."""
+
+from manifests.atomic import atomic_path, remove_partials
+from manifests.jsonl import (
+    Entry,
+    ManifestAppender,
+    ManifestError,
+    dumps_entry,
+    iter_journal,
+    iter_manifest,
+    read_manifest,
+    write_manifest,
+)
+from manifests.schema import (
+    AUDIOPREP_FIELDS,
+    NEMO_FIELDS,
+    resolve_audio_path,
+    validate_entry,
+    validate_manifest,
+)
+
+__all__ = [
+    "AUDIOPREP_FIELDS",
+    "NEMO_FIELDS",
+    "Entry",
+    "ManifestAppender",
+    "ManifestError",
+    "atomic_path",
+    "dumps_entry",
+    "iter_journal",
+    "iter_manifest",
+    "read_manifest",
+    "remove_partials",
+    "resolve_audio_path",
+    "validate_entry",
+    "validate_manifest",
+    "write_manifest",
+]

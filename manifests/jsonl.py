@@ -1,0 +1,97 @@
+"""Reading and writing JSONL manifests, NeMo style: one JSON object per line.
+
+Large manifests are streamed line by line; writes are atomic. Unknown keys pass through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from manifests.atomic import atomic_path
+
+Entry = dict[str, Any]
+
+
+class ManifestError(ValueError):
+    """A manifest line that is not a JSON object, or misses a required field."""
+
+
+def iter_manifest(path: str | os.PathLike[str]) -> Iterator[Entry]:
+    """Yield the entries of a manifest one by one, without loading the whole file."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(entry, dict):
+                raise ManifestError(f"{path}:{lineno}: line is not a JSON object")
+            yield entry
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Entry]:
+    """All entries of a manifest, in file order."""
+    return list(iter_manifest(path))
+
+
+def dumps_entry(entry: Entry) -> str:
+    """One manifest line: compact, UTF-8 kept readable, key order as given."""
+    return json.dumps(entry, ensure_ascii=False, separators=(", ", ": "))
+
+
+def write_manifest(path: str | os.PathLike[str], entries: Iterable[Entry]) -> int:
+    """Write entries atomically (temporary file, then rename); return how many."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for entry in entries:
+            fh.write(dumps_entry(entry) + "\n")
+            count += 1
+    return count
+
+
+class ManifestAppender:
+    """Append entries to a journal as they complete, each line flushed.
+
+    A run killed mid-way leaves at worst one torn last line, which
+    :func:`iter_journal` ignores, so a rerun knows what was already done.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def append(self, entry: Entry) -> None:
+        self._fh.write(dumps_entry(entry) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> ManifestAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_journal(path: str | os.PathLike[str]) -> Iterator[Entry]:
+    """Entries of a journal written by :class:`ManifestAppender`, skipping a torn line."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                yield entry

@@ -1,0 +1,392 @@
+"""``prep convert``: any audio to 16 kHz mono 16-bit WAV (or FLAC), in memory, in parallel.
+
+Each file is decoded, mixed down and resampled in blocks (memory stays flat whatever its
+length), written under a temporary name and renamed. Results are journalled as they come
+back, so a killed run resumes where it stopped; a rerun skips what is complete and current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+
+from loaders.decode import (
+    CHANNEL_MODES,
+    DECODERS,
+    RESAMPLE_QUALITIES,
+    DecodeError,
+    iter_mono,
+    open_audio,
+    quiet_native_stderr,
+    resampler_version,
+    to_int16,
+)
+from manifests import (
+    Entry,
+    ManifestAppender,
+    atomic_path,
+    iter_journal,
+    iter_manifest,
+    remove_partials,
+    write_manifest,
+)
+from prep.parallel import run_batches
+from prep.sources import Source, discover, plan_output_names, source_root, transcript_for
+
+log = logging.getLogger(__name__)
+
+TARGETS = {"wav16": ("WAV", ".wav"), "flac16": ("FLAC", ".flac")}
+MIN_AUDIO_SECONDS = 0.010
+"""Shorter files hold no usable audio (less than one 10 ms analysis frame): skipped."""
+
+MANIFEST = "manifest.jsonl"
+ERRORS = "errors.jsonl"
+SKIPPED = "skipped.jsonl"
+JOURNAL = "convert.journal.jsonl"
+
+
+class UsageError(ValueError):
+    """Options or paths that make the whole run impossible; reported as one line."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything that decides what a converted file contains, plus run settings."""
+
+    to: str = "wav16"
+    sample_rate: int = 16000
+    channels: str = "mix"
+    decoder: str = "auto"
+    quality: str = "HQ"
+    min_duration: float | None = None
+    max_duration: float | None = None
+    overwrite: bool = False
+    jobs: int = 0
+    extensions: tuple[str, ...] = ()
+
+    def output_params(self) -> dict:
+        """The options an output depends on: a change of any of them redoes the file."""
+        return {
+            "to": self.to,
+            "sr": self.sample_rate,
+            "channels": self.channels,
+            "decoder": self.decoder,
+            "quality": self.quality,
+        }
+
+    def validate(self) -> None:
+        if self.to not in TARGETS:
+            raise UsageError(f"unknown --to {self.to!r} (choose from {', '.join(TARGETS)})")
+        if not 1000 <= self.sample_rate <= 384000:
+            raise UsageError(f"--sr {self.sample_rate} is not a usable sample rate (1000-384000)")
+        if self.channels not in CHANNEL_MODES:
+            raise UsageError(f"unknown --channels {self.channels!r}")
+        if self.decoder not in DECODERS:
+            raise UsageError(f"unknown --decoder {self.decoder!r}")
+        if self.quality not in RESAMPLE_QUALITIES:
+            raise UsageError(f"unknown resampling quality {self.quality!r}")
+        for name in ("min_duration", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be a non-negative number")
+        if (
+            self.min_duration is not None
+            and self.max_duration is not None
+            and self.min_duration > self.max_duration
+        ):
+            raise UsageError("--min-duration is larger than --max-duration")
+        if self.jobs < 0:
+            raise UsageError("--jobs must be positive")
+
+
+@dataclass
+class FileResult:
+    """The outcome of one source: converted (with its entry), skipped or failed (with why)."""
+
+    rel: str
+    status: str
+    entry: Entry | None = None
+    reason: str | None = None
+
+
+@dataclass
+class ConvertSummary:
+    converted: int = 0
+    already_done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    converted_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    errors: list[Entry] = field(default_factory=list)
+
+    def line(self) -> str:
+        speed = self.converted_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        return (
+            f"converted {self.converted}, already done {self.already_done}, "
+            f"skipped {self.skipped}, failed {self.failed}; "
+            f"{self.audio_seconds / 3600:.2f} h of audio in the manifest; "
+            f"{self.wall_seconds:.1f} s wall, {speed:.0f}x real time"
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: Source
+    out_rel: str
+
+
+class _Skip(Exception):
+    """A file left out on purpose (duration filters, too short): not an error."""
+
+
+def _stat_fields(path: Path) -> dict:
+    st = os.stat(path)
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+def _duration_filter(seconds: float, options: ConvertOptions) -> str | None:
+    if seconds < MIN_AUDIO_SECONDS:
+        minimum_ms = MIN_AUDIO_SECONDS * 1000
+        return f"too short: {seconds * 1000:.1f} ms of audio (minimum {minimum_ms:.0f} ms)"
+    if options.min_duration is not None and seconds < options.min_duration:
+        return f"duration {seconds:.2f} s is below --min-duration {options.min_duration:g} s"
+    if options.max_duration is not None and seconds > options.max_duration:
+        return f"duration {seconds:.2f} s is above --max-duration {options.max_duration:g} s"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def convert_file(source: Source, out_path: Path, out_rel: str, options: ConvertOptions) -> Entry:
+    """Convert one file to ``out_path`` atomically and return its manifest entry.
+
+    Raises :class:`DecodeError` for bad input and :class:`_Skip` for filtered files.
+    """
+    stat = _stat_fields(source.path) if source.path.exists() else {}
+    fmt = TARGETS[options.to][0]
+    sr = options.sample_rate
+    max_samples = None if options.max_duration is None else options.max_duration * sr
+    with open_audio(source.path, options.decoder) as reader:
+        info = reader.info
+        if info.duration is not None and (reason := _duration_filter(info.duration, options)):
+            raise _Skip(reason)
+        with atomic_path(out_path) as tmp:
+            written = 0
+            with sf.SoundFile(tmp, "w", sr, 1, "PCM_16", format=fmt) as out:
+                for block in iter_mono(reader, sr, options.channels, options.quality):
+                    out.write(to_int16(block))
+                    written += len(block)
+                    if max_samples is not None and written > max_samples:
+                        raise _Skip(_duration_filter(written / sr, options))
+            if reason := _duration_filter(written / sr, options):
+                raise _Skip(reason)
+            digest = _sha256(tmp)
+            size = tmp.stat().st_size
+    entry: Entry = {
+        "audio_filepath": out_rel,
+        "duration": round(written / sr, 6),
+        "offset": 0.0,
+    }
+    text = source.fields.get("text", transcript_for(source.path))
+    if text is not None:
+        entry["text"] = text
+    entry.update(
+        {
+            "sample_rate": sr,
+            "num_samples": written,
+            "source": source.rel,
+            **stat,
+            "source_sample_rate": info.sample_rate,
+            "source_channels": info.channels,
+            "source_format": info.format,
+            "decoder": info.decoder,
+            "decoder_version": info.decoder_version,
+            "resampler": "soxr" if info.sample_rate != sr else "none",
+            "resampler_version": resampler_version(),
+            "resample_quality": options.quality,
+            "sha256": digest,
+            "file_size": size,
+            "convert_params": options.output_params(),
+        }
+    )
+    for key, value in source.fields.items():
+        entry.setdefault(key, value)
+    return entry
+
+
+def _convert_batch(jobs: list[_Job], out_root: Path, options: ConvertOptions) -> list[FileResult]:
+    """Worker side: convert a batch of files, never raising for a bad one."""
+    results = []
+    with quiet_native_stderr():
+        for job in jobs:
+            try:
+                entry = convert_file(job.source, out_root / job.out_rel, job.out_rel, options)
+                results.append(FileResult(job.source.rel, "converted", entry))
+            except _Skip as skip:
+                results.append(FileResult(job.source.rel, "skipped", reason=str(skip)))
+            except DecodeError as exc:
+                results.append(FileResult(job.source.rel, "failed", reason=str(exc)))
+            except OSError as exc:
+                reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+                results.append(FileResult(job.source.rel, "failed", reason=reason))
+    return results
+
+
+def _previous_entries(out: Path) -> dict[str, Entry]:
+    """What earlier runs completed, from the last manifest and an interrupted run's journal."""
+    entries: dict[str, Entry] = {}
+    manifest = out / MANIFEST
+    if manifest.exists():
+        try:
+            for entry in iter_manifest(manifest):
+                if isinstance(entry.get("source"), str):
+                    entries[entry["source"]] = entry
+        except ValueError:
+            log.warning("%s is unreadable; converting everything again", manifest)
+    for entry in iter_journal(out / JOURNAL):
+        if isinstance(entry.get("source"), str):
+            entries[entry["source"]] = entry
+    return entries
+
+
+def _is_current(entry: Entry | None, job: _Job, out: Path, options: ConvertOptions) -> bool:
+    if entry is None or entry.get("audio_filepath") != job.out_rel:
+        return False
+    if entry.get("convert_params") != options.output_params():
+        return False
+    try:
+        if {k: entry.get(k) for k in ("source_size", "source_mtime_ns")} != _stat_fields(
+            job.source.path
+        ):
+            return False
+        return (out / job.out_rel).stat().st_size == entry.get("file_size")
+    except OSError:
+        return False
+
+
+def _batches(jobs: list[_Job], max_bytes: int = 8 << 20, max_files: int = 64) -> list[list[_Job]]:
+    """Group files so per-task overhead does not dominate short clips; biggest first."""
+
+    def size(job: _Job) -> int:
+        try:
+            return job.source.path.stat().st_size
+        except OSError:
+            return 0
+
+    sized = sorted(((size(j), j) for j in jobs), key=lambda p: (-p[0], p[1].source.rel))
+    batches: list[list[_Job]] = []
+    current: list[_Job] = []
+    current_bytes = 0
+    for nbytes, job in sized:
+        if current and (current_bytes + nbytes > max_bytes or len(current) >= max_files):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(job)
+        current_bytes += nbytes
+    if current:
+        batches.append(current)
+    return batches
+
+
+def check_paths(src: Path, out: Path) -> None:
+    """Refuse SRC that does not exist and OUT that is SRC's root or inside it."""
+    if not src.exists():
+        raise UsageError(f"{src}: no such file or folder")
+    root = source_root(src).resolve()
+    out_resolved = out.resolve()
+    if out_resolved == root or root in out_resolved.parents:
+        raise UsageError(f"OUT {out} is inside the source folder {root}; choose another folder")
+
+
+def convert(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: ConvertOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ConvertSummary:
+    """Convert every audio file under SRC (or in a SRC manifest) into OUT.
+
+    Writes ``OUT/manifest.jsonl`` (converted files, sorted by source path),
+    ``OUT/errors.jsonl`` and ``OUT/skipped.jsonl``; returns the run's summary.
+    ``progress`` is called with the number of files finished since its last call.
+    """
+    options = options or ConvertOptions()
+    options.validate()
+    src, out = Path(src), Path(out)
+    check_paths(src, out)
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)
+
+    sources = discover(src, options.extensions)
+    names = plan_output_names([s.rel for s in sources], TARGETS[options.to][1])
+    jobs = [_Job(s, names[s.rel]) for s in sources]
+    previous = {} if options.overwrite else _previous_entries(out)
+
+    summary = ConvertSummary()
+    results: dict[str, FileResult] = {}
+    todo = []
+    for job in jobs:
+        entry = previous.get(job.source.rel)
+        if _is_current(entry, job, out, options):
+            reason = _duration_filter(entry["duration"], options)
+            results[job.source.rel] = (
+                FileResult(job.source.rel, "skipped", reason=reason)
+                if reason
+                else FileResult(job.source.rel, "done", entry)
+            )
+        else:
+            todo.append(job)
+    if progress and len(results):
+        progress(len(results))
+
+    with ManifestAppender(out / JOURNAL) as journal:
+        for batch_results in run_batches(
+            _convert_batch, _batches(todo), options.jobs, out_root=out, options=options
+        ):
+            for result in batch_results:
+                results[result.rel] = result
+                if result.status == "converted":
+                    journal.append(result.entry)
+                elif result.status == "failed":
+                    log.error("error: %s: %s", result.rel, result.reason)
+                else:
+                    log.info("skipped: %s: %s", result.rel, result.reason)
+            if progress:
+                progress(len(batch_results))
+
+    entries, errors, skipped = [], [], []
+    for rel in sorted(results):
+        result = results[rel]
+        if result.status in ("converted", "done"):
+            entries.append(result.entry)
+            summary.audio_seconds += result.entry["duration"]
+            if result.status == "converted":
+                summary.converted += 1
+                summary.converted_seconds += result.entry["duration"]
+            else:
+                summary.already_done += 1
+        elif result.status == "failed":
+            summary.failed += 1
+            errors.append({"source": rel, "reason": result.reason})
+        else:
+            summary.skipped += 1
+            skipped.append({"source": rel, "reason": result.reason})
+    write_manifest(out / MANIFEST, entries)
+    write_manifest(out / ERRORS, errors)
+    write_manifest(out / SKIPPED, skipped)
+    (out / JOURNAL).unlink(missing_ok=True)
+    summary.errors = errors
+    summary.wall_seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,126 @@
+"""Finding the audio files a run works on: a folder walked recursively, or a JSONL manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from manifests import Entry, iter_manifest, resolve_audio_path
+
+AUDIO_EXTENSIONS: tuple[str, ...] = ("mp3", "ogg", "oga", "opus", "flac", "wav")
+TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
+
+
+class SourceError(ValueError):
+    """SRC cannot be used at all (missing, unreadable manifest...): the run stops."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: where it is, its path relative to the source root, manifest fields."""
+
+    path: Path
+    rel: str
+    fields: Entry = field(default_factory=dict)
+
+
+def is_manifest(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in (".json", ".jsonl")
+
+
+def source_root(src: Path) -> Path:
+    """The folder that output paths mirror: SRC itself, or a manifest's folder."""
+    return src.parent if is_manifest(src) else src
+
+
+def _normalise_extensions(extra: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(e.lower().lstrip(".") for e in AUDIO_EXTENSIONS + tuple(extra))
+
+
+def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()) -> list[Source]:
+    """All audio sources under SRC (or listed by a manifest), sorted by relative path.
+
+    Extensions match case-insensitively. Symlinked files are included (and followed
+    when read); symlinked folders are not walked, so a link loop cannot hang a run.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise SourceError(f"{src}: no such file or folder")
+    if is_manifest(src):
+        return _from_manifest(src)
+    if not src.is_dir():
+        raise SourceError(f"{src}: not a folder or a .jsonl manifest")
+    extensions = _normalise_extensions(extra_extensions)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(src, onerror=None):
+        dirnames.sort()
+        for name in filenames:
+            if name.rsplit(".", 1)[-1].lower() in extensions and "." in name:
+                path = Path(dirpath) / name
+                found.append(Source(path, path.relative_to(src).as_posix()))
+    return sorted(found, key=lambda s: s.rel)
+
+
+def _from_manifest(manifest: Path) -> list[Source]:
+    root = manifest.parent.resolve()
+    sources = []
+    for n, entry in enumerate(iter_manifest(manifest), 1):
+        if not isinstance(entry.get("audio_filepath"), str):
+            raise SourceError(f"{manifest}: entry {n} has no 'audio_filepath'")
+        path = resolve_audio_path(manifest, entry)
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            rel = PurePosixPath(*path.resolve().parts[1:]).as_posix()
+        fields = {k: v for k, v in entry.items() if k != "audio_filepath"}
+        sources.append(Source(path, rel, fields))
+    return sorted(sources, key=lambda s: s.rel)
+
+
+def transcript_for(path: Path) -> str | None:
+    """The text of ``stem.txt`` or ``stem.lab`` beside an audio file, if there is one."""
+    for ext in TRANSCRIPT_EXTENSIONS:
+        candidate = path.with_suffix(ext)
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8", errors="replace").strip()
+    return None
+
+
+def plan_output_names(rels: list[str], suffix: str) -> dict[str, str]:
+    """Map each source's relative path to a distinct output path ending in ``suffix``.
+
+    ``a.mp3`` becomes ``a.wav``; when two sources would collide (``a.mp3`` and ``a.ogg``,
+    compared case-insensitively) both keep their extension (``a.mp3.wav``, ``a.ogg.wav``);
+    whatever still collides gets a short hash of its source path. Deterministic.
+    """
+    names = {rel: PurePosixPath(rel).with_suffix(suffix).as_posix() for rel in rels}
+    for rename in (_keep_extension, _add_hash):
+        collisions = _collisions(names)
+        if not collisions:
+            break
+        for rel in collisions:
+            names[rel] = rename(rel, suffix)
+    while collisions := _collisions(names):  # pragma: no cover - needs a hash collision
+        for rel in collisions:
+            names[rel] = _add_hash(names[rel], suffix)
+    return names
+
+
+def _collisions(names: dict[str, str]) -> list[str]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for rel, out in names.items():
+        groups[out.lower()].append(rel)
+    return sorted(rel for group in groups.values() if len(group) > 1 for rel in group)
+
+
+def _keep_extension(rel: str, suffix: str) -> str:
+    return rel + suffix
+
+
+def _add_hash(rel: str, suffix: str) -> str:
+    digest = hashlib.sha1(rel.encode("utf-8")).hexdigest()[:8]
+    path = PurePosixPath(rel)
+    return path.with_name(f"{path.stem}-{digest}{suffix}").as_posix()
