@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 import soxr
+from soundfile import _ffi, _snd  # the C handle, for reads that do not seek (see below)
 
 from loaders.ffmpeg import FfmpegError, FfmpegStream, ffmpeg_version
 
@@ -94,20 +95,35 @@ class SoundfileReader:
             self.close()
             raise DecodeError("truncated Ogg stream (no end-of-stream page)")
 
+    def _read_sequential(self, frames: int) -> np.ndarray:
+        """Read the next ``frames`` with ``sf_readf_float`` and no seek around it.
+
+        ``SoundFile.read`` seeks to its own idea of the position after every call, and
+        mpg123's seeks in a VBR mp3 are approximate: block-wise reads through it return
+        wrong samples after each block boundary. Sequential reads are exact.
+        """
+        out = np.empty((frames, self.info.channels), dtype=np.float32)
+        handle = self._file._file
+        got = _snd.sf_readf_float(handle, _ffi.from_buffer("float[]", out), frames)
+        error = _snd.sf_error(handle)
+        if error:
+            raise DecodeError(_ffi.string(_snd.sf_error_number(error)).decode("utf-8", "replace"))
+        return out[:got] if got < frames else out
+
     def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
         decoded = 0
-        try:
-            while True:
-                block = self._file.read(frames, dtype="float32", always_2d=True)
-                if not len(block):
-                    break
-                decoded += len(block)
-                yield block
-        except sf.LibsndfileError as exc:
-            raise DecodeError(
-                f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
-                f"({_libsndfile_reason(exc)})"
-            ) from None
+        while True:
+            try:
+                block = self._read_sequential(frames)
+            except DecodeError as exc:
+                raise DecodeError(
+                    f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
+                    f"({str(exc).rstrip('.')})"
+                ) from None
+            if not len(block):
+                break
+            decoded += len(block)
+            yield block
         expected = self.info.frames or 0
         tolerance = max(_TRUNCATION_TOLERANCE_FRAMES, expected * _TRUNCATION_TOLERANCE_FRACTION)
         if expected and decoded < expected - tolerance:
