@@ -14,7 +14,7 @@ from prep.sources import SourceError
 
 log = logging.getLogger("prep")
 
-_USER_ERRORS = (SourceError, ManifestError, ValueError)
+_USER_ERRORS = (SourceError, ManifestError)
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -95,6 +95,33 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
     if summary.failed:
         log.warning("failures are listed in %s/errors.jsonl", out)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--src",
+    type=click.Path(exists=True, file_okay=False, path_type=str),
+    default=None,
+    help="Your own audio folder instead of the built-in demo corpus.",
+)
+@click.option("--out", type=click.Path(path_type=str), default="bench-results", show_default=True)
+@click.option("--quick", "mode", flag_value="quick", help="A tiny corpus, one repeat (seconds).")
+@click.option("--full", "mode", flag_value="full", help="Three repeats.")
+@click.option("-j", "--jobs", type=int, default=0, help="Parallelism for both sides [all cores].")
+@_verbosity
+def bench(src, out, mode, jobs, quiet, verbose) -> None:
+    """Measure convert speed and memory on this machine; write OUT/report.md."""
+    from pathlib import Path
+
+    from prep.bench import BenchOptions, run_bench
+
+    _setup_logging(-1 if quiet else (1 if verbose else 0))
+    options = BenchOptions(
+        out=Path(out), src=Path(src) if src else None, mode=mode or "default", jobs=jobs
+    )
+    report, table = run_bench(options)
+    click.echo(table)
+    click.echo(f"\nreport: {report}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,7 +37,7 @@ from manifests import (
     remove_partials,
     write_manifest,
 )
-from prep.parallel import run_batches
+from prep.parallel import default_jobs, run_batches
 from prep.sources import Source, discover, plan_output_names, source_root, transcript_for
 
 log = logging.getLogger(__name__)
@@ -275,8 +275,12 @@ def _is_current(entry: Entry | None, job: _Job, out: Path, options: ConvertOptio
         return False
 
 
-def _batches(jobs: list[_Job], max_bytes: int = 8 << 20, max_files: int = 64) -> list[list[_Job]]:
-    """Group files so per-task overhead does not dominate short clips; biggest first."""
+def _batches(jobs: list[_Job], workers: int, max_files: int = 64) -> list[list[_Job]]:
+    """Group files so per-task overhead does not dominate short clips, biggest first.
+
+    A batch holds about 1/4 of a worker's share of the bytes (between 256 KB and 16 MB),
+    so every worker gets several batches and a long file is never queued behind others.
+    """
 
     def size(job: _Job) -> int:
         try:
@@ -285,6 +289,8 @@ def _batches(jobs: list[_Job], max_bytes: int = 8 << 20, max_files: int = 64) ->
             return 0
 
     sized = sorted(((size(j), j) for j in jobs), key=lambda p: (-p[0], p[1].source.rel))
+    total = sum(nbytes for nbytes, _ in sized)
+    max_bytes = min(16 << 20, max(256 << 10, total // (4 * max(1, workers))))
     batches: list[list[_Job]] = []
     current: list[_Job] = []
     current_bytes = 0
@@ -353,7 +359,11 @@ def convert(
 
     with ManifestAppender(out / JOURNAL) as journal:
         for batch_results in run_batches(
-            _convert_batch, _batches(todo), options.jobs, out_root=out, options=options
+            _convert_batch,
+            _batches(todo, options.jobs or default_jobs()),
+            options.jobs,
+            out_root=out,
+            options=options,
         ):
             for result in batch_results:
                 results[result.rel] = result

@@ -1,17 +1,24 @@
 """A deterministic, speech-like demo corpus, so benchmarks and tests need no download.
 
-Voiced stretches (harmonics of a gliding pitch under a formant-like envelope), noise
-bursts (fricatives) and silences, mixed to stereo with a little inter-channel difference.
+Voiced stretches (harmonics of a gliding pitch), noise bursts (fricatives) and silences,
+mixed to stereo with a little inter-channel difference. Files are written block by block:
+libsndfile crashes when handed a minute of Ogg Vorbis in one call.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+WRITE_BLOCK_FRAMES = 8192
+CORPUS_VERSION = 1
+"""Bumped whenever the generator changes what it writes."""
 
 
 def speech_like(seconds: float, sample_rate: int, seed: int, channels: int = 1) -> np.ndarray:
@@ -41,50 +48,121 @@ def speech_like(seconds: float, sample_rate: int, seed: int, channels: int = 1) 
     return (out[:, None] * gains[None, :]).astype(np.float32)
 
 
-def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write with soundfile, the format picked from the extension (mp3, ogg, opus, flac, wav)."""
+def _sf_format(path: Path) -> dict:
     ext = path.suffix.lower()
-    kwargs: dict = {}
     if ext == ".mp3":
-        kwargs = {"format": "MP3"}
-    elif ext in (".ogg", ".oga"):
-        kwargs = {"format": "OGG", "subtype": "VORBIS"}
-    elif ext == ".opus":
-        kwargs = {"format": "OGG", "subtype": "OPUS"}
+        return {"format": "MP3"}
+    if ext in (".ogg", ".oga"):
+        return {"format": "OGG", "subtype": "VORBIS"}
+    if ext == ".opus":
+        return {"format": "OGG", "subtype": "OPUS"}
+    return {}
+
+
+def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write [frames, channels] float32 in the format the extension names, block by block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, sample_rate, **kwargs)
+    audio = audio if audio.ndim == 2 else audio[:, None]
+    with sf.SoundFile(path, "w", sample_rate, audio.shape[1], **_sf_format(path)) as out:
+        for start in range(0, len(audio), WRITE_BLOCK_FRAMES):
+            out.write(audio[start : start + WRITE_BLOCK_FRAMES])
+
+
+def write_long_audio(
+    path: Path, seconds: float, sample_rate: int, seed: int, channels: int = 1
+) -> None:
+    """A long file written as it is generated (one minute at a time), in bounded memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    minutes = [speech_like(60.0, sample_rate, seed + k, channels) for k in range(4)]
+    remaining = int(round(seconds * sample_rate))
+    with sf.SoundFile(path, "w", sample_rate, channels, **_sf_format(path)) as out:
+        k = 0
+        while remaining > 0:
+            block = minutes[k % len(minutes)][:remaining]
+            for start in range(0, len(block), WRITE_BLOCK_FRAMES):
+                out.write(block[start : start + WRITE_BLOCK_FRAMES])
+            remaining -= len(block)
+            k += 1
 
 
 @dataclass(frozen=True)
 class CorpusSpec:
+    """What to generate; the defaults are the ``make bench`` corpus."""
+
     clips: int = 300
-    long_files: int = 3
     clip_seconds: tuple[float, float] = (3.0, 8.0)
+    long_per_codec: int = 4
     long_seconds: tuple[float, float] = (180.0, 720.0)
     sample_rate: int = 44100
     seed: int = 0
 
 
-def make_corpus(root: str | os.PathLike[str], spec: CorpusSpec = CorpusSpec()) -> list[Path]:
-    """Write the corpus under ``root`` (mostly stereo mp3, every 7th ogg, every 11th flac).
+@dataclass(frozen=True)
+class _FileSpec:
+    path: Path
+    seconds: float
+    seed: int
 
-    Files already present are kept, so a second call is cheap.
-    """
-    root = Path(root)
+
+def corpus_files(root: Path, spec: CorpusSpec) -> list[_FileSpec]:
+    """The corpus's files: stereo clips (mp3, every 7th ogg, every 11th flac), long files."""
     rng = np.random.default_rng(spec.seed)
-    paths = []
+    files = []
     for i in range(spec.clips):
         ext = ".ogg" if i % 7 == 3 else ".flac" if i % 11 == 5 else ".mp3"
         seconds = float(rng.uniform(*spec.clip_seconds))
-        paths.append((root / "clips" / f"spk{i % 10:02d}" / f"clip{i:04d}{ext}", seconds, i))
-    for j in range(spec.long_files):
-        ext = (".mp3", ".ogg", ".flac")[j % 3]
-        seconds = float(rng.uniform(*spec.long_seconds))
-        paths.append((root / "long" / f"long{j:02d}{ext}", seconds, 10_000 + j))
-    for path, seconds, seed in paths:
-        if not path.exists():
-            audio = speech_like(seconds, spec.sample_rate, spec.seed * 100_003 + seed, channels=2)
-            tmp = path.with_name(".tmp-" + path.name)  # same suffix: it picks the format
-            write_audio(tmp, audio, spec.sample_rate)
-            os.replace(tmp, path)
-    return [p for p, _, _ in paths]
+        files.append(
+            _FileSpec(root / "clips" / f"spk{i % 10:02d}" / f"clip{i:04d}{ext}", seconds, i)
+        )
+    for codec in ("mp3", "ogg", "flac"):
+        for j in range(spec.long_per_codec):
+            seconds = float(rng.uniform(*spec.long_seconds))
+            path = root / "long" / codec / f"long{j:02d}.{codec}"
+            files.append(_FileSpec(path, seconds, 10_000 + 100 * j + len(files)))
+    return files
+
+
+def _write_one(file: _FileSpec, spec: CorpusSpec) -> None:
+    if file.path.exists():
+        return
+    tmp = file.path.with_name(".tmp-" + file.path.name)  # same suffix: it picks the format
+    seed = spec.seed * 100_003 + file.seed
+    if file.seconds > 60:
+        write_long_audio(tmp, file.seconds, spec.sample_rate, seed, channels=2)
+    else:
+        write_audio(tmp, speech_like(file.seconds, spec.sample_rate, seed, 2), spec.sample_rate)
+    os.replace(tmp, file.path)
+
+
+def make_corpus(
+    root: str | os.PathLike[str], spec: CorpusSpec = CorpusSpec(), jobs: int = 0
+) -> Path:
+    """Write the corpus under ``root`` in parallel; files already there are kept."""
+    from prep.parallel import default_jobs, run_batches
+
+    root = Path(root)
+    stamp = root / "corpus.json"
+    wanted = json.dumps({"spec": asdict(spec), "version": CORPUS_VERSION}, sort_keys=True)
+    if root.exists() and (not stamp.exists() or stamp.read_text() != wanted):
+        shutil.rmtree(root)  # made from another spec: regenerate rather than mix
+    files = corpus_files(root, spec)
+    stride = 4 * (jobs or default_jobs())
+    batches = [files[i::stride] for i in range(stride) if files[i::stride]]
+    for _ in run_batches(_write_batch, batches, jobs, spec=spec):
+        pass
+    stamp.write_text(wanted)
+    return root
+
+
+def _write_batch(files: list[_FileSpec], spec: CorpusSpec) -> None:
+    for file in files:
+        _write_one(file, spec)
+
+
+def make_two_hour_file(path: Path, seconds: float = 7200.0, seed: int = 7) -> Path:
+    """One long mono 22.05 kHz mp3 (the length of a field recording), for peak-memory checks."""
+    if not path.exists():
+        tmp = path.with_name(".tmp-" + path.name)
+        write_long_audio(tmp, seconds, 22050, seed, channels=1)
+        os.replace(tmp, path)
+    return path
