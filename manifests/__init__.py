@@ -3,6 +3,7 @@
 from manifests.atomic import atomic_path, remove_partials
 from manifests.jsonl import (
     Entry,
+    JournalFollower,
     ManifestAppender,
     ManifestError,
     dumps_entry,
@@ -23,6 +24,7 @@ __all__ = [
     "AUDIOPREP_FIELDS",
     "NEMO_FIELDS",
     "Entry",
+    "JournalFollower",
     "ManifestAppender",
     "ManifestError",
     "atomic_path",

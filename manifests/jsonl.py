@@ -81,6 +81,36 @@ class ManifestAppender:
         self.close()
 
 
+class JournalFollower:
+    """Read the records appended to a journal since the last call (like ``tail -f``).
+
+    Starts at the journal's current end, so records of an earlier run are not re-read;
+    a line still being written is left for the next call.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def read_new(self) -> list[Entry]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        records = []
+        for line in complete.decode("utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
 def iter_journal(path: str | os.PathLike[str]) -> Iterator[Entry]:
     """Entries of a journal written by :class:`ManifestAppender`, skipping a torn line."""
     if not os.path.exists(path):

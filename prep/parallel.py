@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
@@ -32,24 +32,15 @@ def local_backend() -> str:
 
 def run_batches(
     func: Callable[..., T], batches: Sequence[Any], jobs: int = 0, **kwargs: Any
-) -> Iterator[T]:
-    """Yield ``func(batch, **kwargs)`` for every batch as results come back.
+) -> list[T]:
+    """``[func(batch, **kwargs) for batch in batches]``, spread over ``jobs`` worker processes.
 
-    ``jobs`` 0 means all cores; 1 runs in this process with no worker start-up.
-    joblib's forked pool returns whole lists, so it is fed waves of ``jobs`` batches,
-    one pool kept for all of them; callers sort batches by size so a wave ends together.
+    ``jobs`` 0 means all cores; 1 runs in this process with no worker start-up. Every
+    batch is submitted at once, so a worker that finishes early takes the next batch;
+    callers that need results as they happen have the workers journal them.
     """
     jobs = min(jobs or default_jobs(), len(batches))
     if jobs <= 1:
-        for batch in batches:
-            yield func(batch, **kwargs)
-        return
-    backend = local_backend()
-    if backend != "multiprocessing":
-        parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
-        yield from parallel(delayed(func)(batch, **kwargs) for batch in batches)
-        return
-    with Parallel(n_jobs=jobs, backend=backend) as parallel:
-        for start in range(0, len(batches), jobs):
-            wave = batches[start : start + jobs]
-            yield from parallel(delayed(func)(batch, **kwargs) for batch in wave)
+        return [func(batch, **kwargs) for batch in batches]
+    parallel = Parallel(n_jobs=jobs, backend=local_backend())
+    return parallel(delayed(func)(batch, **kwargs) for batch in batches)

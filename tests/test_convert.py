@@ -401,3 +401,11 @@ def test_the_convert_path_does_not_import_torch_or_click_in_the_library():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_wav_output_is_the_standard_pcm16_file_libsndfile_writes(src, out, tmp_path):
+    make_file(src / "a.flac", seconds=1.5)
+    convert(src, out, ConvertOptions(jobs=1))
+    samples, rate = read_int16(out / "a.wav")
+    sf.write(tmp_path / "ref.wav", samples, rate, subtype="PCM_16")
+    assert (out / "a.wav").read_bytes() == (tmp_path / "ref.wav").read_bytes()

@@ -47,8 +47,8 @@ def _sets(options: BenchOptions) -> tuple[list[tuple[str, Path]], Path | None]:
     spec = QUICK_CORPUS if options.mode == "quick" else CorpusSpec()
     log.info("demo corpus: %s (generated once, then reused)", corpus_root)
     make_corpus(corpus_root, spec, options.jobs)
-    seconds = 600.0 if options.mode == "quick" else 7200.0
-    long_name = "quick-10min.mp3" if options.mode == "quick" else "two-hours.mp3"
+    seconds = 120.0 if options.mode == "quick" else 7200.0
+    long_name = "quick-2min.mp3" if options.mode == "quick" else "two-hours.mp3"
     long_file = make_two_hour_file(options.out / "corpus-long" / long_name, seconds)
     sets = [("clips", corpus_root / "clips")]
     sets += [(f"long {codec}", corpus_root / "long" / codec) for codec in ("mp3", "ogg", "flac")]

@@ -1,0 +1,42 @@
+"""prep bench --quick: every output exists and is well-formed (not the speed)."""
+
+from __future__ import annotations
+
+import csv
+
+from conftest import make_file, run_prep
+
+
+def test_quick_bench_writes_results_and_report(tmp_path):
+    out = tmp_path / "bench"
+    proc = run_prep("bench", "--quick", "--out", str(out), "-q", check=True)
+    assert f"report: {out / 'report.md'}" in proc.stdout
+    with open(out / "results.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    convert_rows = [r for r in rows if r["step"] == "convert"]
+    assert {r["set"] for r in convert_rows} == {"clips", "long mp3", "long ogg", "long flac"}
+    assert {r["method"] for r in convert_rows} == {
+        "prep convert",
+        "ffmpeg per file",
+        "decode only, one core",
+    }
+    assert all(float(r["value"]) > 0 and int(r["cpu_count"]) >= 1 for r in rows)
+    memory = {r["method"]: float(r["value"]) for r in rows if r["step"] == "memory"}
+    assert set(memory) == {
+        "prep convert -j 1 (blocks)",
+        "ffmpeg -ac 1 -ar 16000",
+        "soundfile.read, whole file",
+    }
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| clips | 24 |" in report and "Peak memory" in report
+    assert not (out / "work").exists()
+
+
+def test_bench_on_your_own_audio(tmp_path):
+    src = tmp_path / "mine"
+    for i in range(3):
+        make_file(src / f"a{i}.flac", seconds=1.0)
+    out = tmp_path / "bench"
+    proc = run_prep("bench", "--quick", "--src", str(src), "--out", str(out), check=True)
+    assert "| your audio | 3 |" in proc.stdout
+    assert not (out / "corpus").exists()
