@@ -97,6 +97,147 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
         sys.exit(1)
 
 
+def _mel_options(func: Callable) -> Callable:
+    options = [
+        click.option("--n-mels", type=int, default=80, show_default=True),
+        click.option("--n-fft", type=int, default=400, show_default=True),
+        click.option("--hop-length", type=int, default=160, show_default=True),
+        click.option("--f-min", type=float, default=0.0, show_default=True),
+        click.option("--f-max", type=float, default=8000.0, show_default=True),
+        click.option(
+            "--log", "log_scale", default="natural", show_default=True, help="natural or db."
+        ),
+        click.option(
+            "--mel-dtype",
+            default="float32",
+            show_default=True,
+            help="float32, float16 or uint8 (quantised per item).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _duration(text: str | None, sample_rate: int) -> int | None:
+    from prep.segmenting import parse_duration
+
+    try:
+        return parse_duration(text, sample_rate) if text else None
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _parse_bytes(text: str | None) -> int | None:
+    if text is None:
+        return None
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    clean = text.strip().lower().removesuffix("b").removesuffix("i")
+    factor = units.get(clean[-1:], 1)
+    number = clean[:-1] if clean[-1:] in units else clean
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        _fail(f"--shard-bytes {text!r} is not a size (examples: 256MB, 1G, 1000000)")
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(path_type=str))
+@click.option(
+    "--format",
+    "formats",
+    default="segments",
+    show_default=True,
+    help="Comma-separated: segments, mel, webdataset, hdf5, memmap.",
+)
+@click.option("--segment", default=None, help="Item length: 5s, 2.5s, 500ms or samples.")
+@click.option("--hop", default=None, help="Distance between segment starts [= --segment].")
+@click.option("--last", default="pad", show_default=True, help="Short tail: pad, drop or keep.")
+@click.option(
+    "--min-last",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Drop a tail shorter than this fraction of a segment, even with pad.",
+)
+@click.option("--sr", "sample_rate", type=int, default=16000, show_default=True)
+@_mel_options
+@click.option("--shard-size", type=int, default=None, help="Items per WebDataset shard.")
+@click.option("--shard-bytes", default=None, help="Bytes per shard (256MB by default).")
+@click.option("--shuffle-seed", type=int, default=0, show_default=True)
+@click.option("--codec", default="wav", show_default=True, help="Shard audio: wav or flac.")
+@click.option("--hdf5-compression", default="none", show_default=True, help="none, lzf or gzip.")
+@click.option("--overwrite", is_flag=True, help="Rebuild formats that are already complete.")
+@click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
+@_verbosity
+def shard(
+    src,
+    out,
+    formats,
+    segment,
+    hop,
+    sample_rate,
+    n_mels,
+    n_fft,
+    hop_length,
+    f_min,
+    f_max,
+    log_scale,
+    quiet,
+    verbose,
+    shard_bytes,
+    **kwargs,
+) -> None:
+    """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT."""
+    from prep.shard import ShardOptions, ShardUsageError
+    from prep.shard import shard as run_shard
+
+    _setup_logging(-1 if quiet else (1 if verbose else 0))
+    options = ShardOptions(
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        sample_rate=sample_rate,
+        segment=_duration(segment, sample_rate),
+        hop=_duration(hop, sample_rate),
+        mel={
+            "sample_rate": sample_rate,
+            "n_fft": n_fft,
+            "hop_length": hop_length,
+            "n_mels": n_mels,
+            "f_min": f_min,
+            "f_max": f_max,
+            "log": log_scale,
+        },
+        shard_bytes=_parse_bytes(shard_bytes),
+        **kwargs,
+    )
+    try:
+        summary = run_shard(src, out, options)
+    except (ShardUsageError, *_USER_ERRORS) as exc:
+        _fail(str(exc))
+    log.warning(summary.line()) if summary.failed else log.info(summary.line())
+    if summary.failed:
+        log.warning("failures are listed in %s/errors.jsonl", out)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--bins", type=int, default=20, show_default=True)
+def stats(path, as_json, bins) -> None:
+    """Items, hours, durations, rates, channels, disk size and errors of a folder or manifest."""
+    import json
+
+    from prep.stats import collect_stats, render_stats
+
+    try:
+        result = collect_stats(path, bins)
+    except _USER_ERRORS as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2) if as_json else render_stats(result))
+
+
 @main.command()
 @click.option(
     "--src",

@@ -13,13 +13,9 @@ import logging
 import os
 import threading
 import time
-import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import soundfile as sf
 
 from loaders.decode import (
     CHANNEL_MODES,
@@ -42,7 +38,8 @@ from manifests import (
     remove_partials,
     write_manifest,
 )
-from prep.parallel import default_jobs, run_batches
+from prep.parallel import batch_by_size, default_jobs, run_batches
+from prep.pcm import pcm16_writer
 from prep.sources import Source, discover, plan_output_names, source_root, transcript_for
 
 log = logging.getLogger(__name__)
@@ -173,25 +170,6 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-@contextlib.contextmanager
-def _pcm16_writer(path: Path, fmt: str, sample_rate: int) -> Iterator[Callable[[np.ndarray], None]]:
-    """A mono 16-bit writer taking int16 blocks.
-
-    WAV goes through the standard library's ``wave`` (the same 44-byte header libsndfile
-    writes, byte for byte): soundfile's ``close`` fsyncs every file, which is a tenth of
-    the time on short clips, and renaming is what protects against a killed run.
-    """
-    if fmt == "WAV":
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(sample_rate)
-            yield lambda block: out.writeframes(block.astype("<i2", copy=False).tobytes())
-    else:
-        with sf.SoundFile(path, "w", sample_rate, 1, "PCM_16", format=fmt) as out:
-            yield out.write
-
-
 def convert_file(source: Source, out_path: Path, out_rel: str, options: ConvertOptions) -> Entry:
     """Convert one file to ``out_path`` atomically and return its manifest entry.
 
@@ -207,7 +185,7 @@ def convert_file(source: Source, out_path: Path, out_rel: str, options: ConvertO
             raise _Skip(reason)
         with atomic_path(out_path) as tmp:
             written = 0
-            with _pcm16_writer(tmp, fmt, sr) as write:
+            with pcm16_writer(tmp, fmt, sr) as write:
                 for block in iter_mono(reader, sr, options.channels, options.quality):
                     write(to_int16(block))
                     written += len(block)
@@ -312,36 +290,6 @@ def _is_current(entry: Entry | None, job: _Job, out: Path, options: ConvertOptio
         return False
 
 
-def _batches(jobs: list[_Job], workers: int, max_files: int = 64) -> list[list[_Job]]:
-    """Group files so per-task overhead does not dominate short clips, biggest first.
-
-    A batch holds about 1/4 of a worker's share of the bytes (between 256 KB and 16 MB),
-    so every worker gets several batches and a long file is never queued behind others.
-    """
-
-    def size(job: _Job) -> int:
-        try:
-            return job.source.path.stat().st_size
-        except OSError:
-            return 0
-
-    sized = sorted(((size(j), j) for j in jobs), key=lambda p: (-p[0], p[1].source.rel))
-    total = sum(nbytes for nbytes, _ in sized)
-    max_bytes = min(16 << 20, max(256 << 10, total // (4 * max(1, workers))))
-    batches: list[list[_Job]] = []
-    current: list[_Job] = []
-    current_bytes = 0
-    for nbytes, job in sized:
-        if current and (current_bytes + nbytes > max_bytes or len(current) >= max_files):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(job)
-        current_bytes += nbytes
-    if current:
-        batches.append(current)
-    return batches
-
-
 def _report(records: list[Entry], progress: Callable[[int], None] | None) -> None:
     for record in records:
         if record.get("status") == "failed":
@@ -428,7 +376,7 @@ def convert(
     with _reporting(out / JOURNAL, progress):
         batch_results = run_batches(
             _convert_batch,
-            _batches(todo, options.jobs or default_jobs()),
+            batch_by_size(todo, lambda job: job.source.path, options.jobs or default_jobs()),
             options.jobs,
             out_root=out,
             journal=out / JOURNAL,

@@ -1,0 +1,431 @@
+"""``prep shard``: presplit segments, log-mel, WebDataset shards, HDF5 and memmap in one pass.
+
+Pass 1 (parallel): each source is decoded once, cut into items, its mel computed, the
+per-item formats (``segments``, ``mel``) written directly, and the items staged for the
+aggregate formats. Pass 2 (this process): the staged items, in a deterministic order,
+become WebDataset shards, one HDF5 file and one memmap. Every output is written under a
+temporary name and renamed; a format whose ``format.json`` matches this run is skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
+from manifests import Entry, atomic_path, iter_manifest, write_manifest
+from prep.parallel import batch_by_size, default_jobs, run_batches
+from prep.segmenting import LAST_POLICIES, item_key, plan_spans
+from prep.sources import SourceError, discover, is_manifest
+from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+STAGING = ".staging"
+ERRORS = "errors.jsonl"
+
+
+class ShardUsageError(ValueError):
+    """Options that make the whole run impossible; reported as one line."""
+
+
+@dataclass(frozen=True)
+class ShardOptions:
+    formats: tuple[str, ...] = ("segments",)
+    sample_rate: int = 16000
+    segment: int | None = None
+    hop: int | None = None
+    last: str = "pad"
+    min_last: float = 0.0
+    mel: dict = field(default_factory=dict)
+    mel_dtype: str = "float32"
+    shard_size: int | None = None
+    shard_bytes: int | None = None
+    shuffle_seed: int = 0
+    codec: str = "wav"
+    hdf5_compression: str = "none"
+    jobs: int = 0
+    overwrite: bool = False
+
+    @property
+    def fixed_length(self) -> bool:
+        return self.segment is not None and self.last in ("pad", "drop")
+
+    @property
+    def wants_mel(self) -> bool:
+        return "mel" in self.formats
+
+    def validate(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise ShardUsageError(
+                f"unknown --format {','.join(unknown)!r} (choose from {', '.join(FORMATS)})"
+            )
+        if self.last not in LAST_POLICIES:
+            raise ShardUsageError(f"--last must be one of {', '.join(LAST_POLICIES)}")
+        if not 0.0 <= self.min_last <= 1.0:
+            raise ShardUsageError("--min-last is a fraction of a segment, between 0 and 1")
+        if self.hop is not None and self.segment is None:
+            raise ShardUsageError("--hop needs --segment")
+        if "memmap" in self.formats and not self.fixed_length:
+            raise ShardUsageError(
+                "memmap needs fixed-length items: --segment with --last pad or drop"
+            )
+        if self.codec not in ("wav", "flac"):
+            raise ShardUsageError("--codec must be wav or flac")
+        if self.hdf5_compression not in ("none", "lzf", "gzip"):
+            raise ShardUsageError("--hdf5-compression must be none, lzf or gzip")
+        if self.mel_dtype not in ("float32", "float16", "uint8"):
+            raise ShardUsageError("--mel-dtype must be float32, float16 or uint8")
+        if self.wants_mel and self.mel.get("sample_rate") != self.sample_rate:
+            raise ShardUsageError("the mel sample rate must be --sr")
+        for name in ("shard_size", "shard_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ShardUsageError(f"--{name.replace('_', '-')} must be positive")
+
+    def format_params(self, name: str) -> dict:
+        """What a format's files depend on: stored in its format.json, compared on rerun."""
+        params: dict = {
+            "sample_rate": self.sample_rate,
+            "segment_samples": self.segment,
+            "hop_samples": (self.hop or self.segment) if self.segment else None,
+            "last": self.last,
+            "min_last": self.min_last,
+        }
+        if self.wants_mel and name in ("mel", "webdataset", "hdf5"):
+            params["mel"] = dict(self.mel)
+            params["mel_dtype"] = self.mel_dtype
+        if name == "webdataset":
+            params.update(
+                shuffle_seed=self.shuffle_seed,
+                shard_size=self.shard_size,
+                shard_bytes=self.shard_bytes,
+                codec=self.codec,
+            )
+        if name == "hdf5":
+            params["compression"] = self.hdf5_compression
+        return params
+
+
+@dataclass(frozen=True)
+class ShardSource:
+    """One input file: its path, the ``source`` name carried into every item, its fields."""
+
+    path: Path
+    source: str
+    fields: dict
+
+
+def read_inputs(src: Path) -> list[ShardSource]:
+    """A ``prep convert`` folder (its manifest), a manifest, or any folder of audio."""
+    manifest = src / "manifest.jsonl" if src.is_dir() else src
+    if src.is_dir() and not manifest.exists():
+        return [ShardSource(s.path, s.rel, {}) for s in discover(src)]
+    if not manifest.exists() or not (src.is_dir() or is_manifest(src)):
+        raise SourceError(f"{src}: no such folder or .jsonl manifest")
+    sources = []
+    for n, entry in enumerate(iter_manifest(manifest), 1):
+        if not isinstance(entry.get("audio_filepath"), str):
+            raise SourceError(f"{manifest}: entry {n} has no 'audio_filepath'")
+        path = manifest.parent / entry["audio_filepath"]
+        fields = {k: entry[k] for k in ("text", "label") if k in entry}
+        sources.append(ShardSource(path, entry.get("source", entry["audio_filepath"]), fields))
+    return sorted(sources, key=lambda s: s.source)
+
+
+def input_fingerprint(sources: list[ShardSource]) -> str:
+    """Changes when any input file changes (size or mtime), is added or removed."""
+    digest = hashlib.sha256()
+    for s in sources:
+        try:
+            st = s.path.stat()
+            digest.update(f"{s.source}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{s.source}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+def load_int16(path: Path, sample_rate: int) -> np.ndarray:
+    """Mono int16 at ``sample_rate``: read as is when it already is (a ``prep convert``
+    output, bit for bit), else decoded and resampled through the convert code path."""
+    try:
+        with sf.SoundFile(path) as f:
+            if f.channels == 1 and f.subtype == "PCM_16" and f.samplerate == sample_rate:
+                return f.read(dtype="int16")
+    except sf.LibsndfileError:
+        pass
+    with open_audio(path) as reader:
+        return to_int16(concat(iter_mono(reader, sample_rate)))
+
+
+@functools.cache
+def _logmel(config_json: str, threads: int):
+    import torch
+
+    from loaders.mel import LogMel
+
+    if threads:
+        torch.set_num_threads(threads)
+    return LogMel(**json.loads(config_json)).eval()
+
+
+def _compute_mels(rows: list[np.ndarray], options: ShardOptions, threads: int) -> list[np.ndarray]:
+    import torch
+
+    module = _logmel(json.dumps(options.mel, sort_keys=True), threads)
+    with torch.inference_mode():
+        if len({len(r) for r in rows}) == 1:
+            return list(module(torch.from_numpy(np.stack(rows))).numpy())
+        return [module(torch.from_numpy(r)).numpy() for r in rows]
+
+
+def _pad(samples: np.ndarray, start: int, length: int, options: ShardOptions) -> np.ndarray:
+    row = samples[start : start + length]
+    if options.last == "pad" and options.segment and length < options.segment:
+        row = np.concatenate([row, np.zeros(options.segment - length, dtype=np.int16)])
+    return np.ascontiguousarray(row)
+
+
+def _shard_batch(
+    sources: list[ShardSource],
+    out: Path,
+    staging: Path,
+    options: ShardOptions,
+    item_formats: tuple[str, ...],
+    stage: bool,
+    threads: int,
+) -> tuple[list[ItemMeta], list[Entry]]:
+    """Worker side: decode each source once, cut it, write per-item files, stage the rest."""
+    from loaders.mel import to_storage
+
+    items, errors, audio_parts, mel_parts = [], [], [], []
+    audio_at = mel_at = 0
+    batch_name = hashlib.sha1("\n".join(s.source for s in sources).encode()).hexdigest()[:16]
+    sr = options.sample_rate
+    with quiet_native_stderr():
+        for src in sources:
+            try:
+                samples = load_int16(src.path, sr)
+            except DecodeError as exc:
+                errors.append({"source": src.source, "reason": str(exc)})
+                continue
+            except OSError as exc:
+                errors.append({"source": src.source, "reason": exc.strerror or str(exc)})
+                continue
+            spans = plan_spans(
+                len(samples), options.segment, options.hop, options.last, options.min_last
+            )
+            if not spans:
+                errors.append(
+                    {
+                        "source": src.source,
+                        "reason": f"no item: {len(samples) / sr:.3f} s of audio is shorter "
+                        f"than the --segment with --last {options.last}",
+                    }
+                )
+                continue
+            rows = [_pad(samples, s.start, s.length, options) for s in spans]
+            mels = (
+                _compute_mels(rows, options, threads) if options.wants_mel else [None] * len(rows)
+            )
+            for index, (span, row, mel) in enumerate(zip(spans, rows, mels, strict=True)):
+                stored_mel, mel_fields = (
+                    to_storage(mel, options.mel_dtype) if mel is not None else (None, {})
+                )
+                meta = ItemMeta(
+                    key=item_key(src.source, index),
+                    source=src.source,
+                    index=index,
+                    start=span.start,
+                    num_samples=span.length,
+                    stored_samples=len(row),
+                    sample_rate=sr,
+                    fields=dict(src.fields),
+                    mel_fields=mel_fields,
+                    mel_shape=None if stored_mel is None else tuple(stored_mel.shape),
+                )
+                for name in item_formats:
+                    ITEM_WRITERS[name].write_item(out / name, meta, row, stored_mel, options)
+                if stage:
+                    meta.staged = batch_name
+                    meta.audio_at, meta.mel_at = audio_at, mel_at
+                    audio_parts.append(row)
+                    audio_at += len(row)
+                    if stored_mel is not None:
+                        mel_parts.append(stored_mel.ravel())
+                        mel_at += stored_mel.size
+                items.append(meta)
+    if stage and audio_parts:
+        np.save(staging / f"{batch_name}.audio.npy", np.concatenate(audio_parts))
+        if mel_parts:
+            np.save(staging / f"{batch_name}.mel.npy", np.concatenate(mel_parts))
+    return items, errors
+
+
+@dataclass
+class ShardSummary:
+    sources: int = 0
+    items: int = 0
+    audio_seconds: float = 0.0
+    failed: int = 0
+    done_formats: list[str] = field(default_factory=list)
+    written_formats: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    errors: list[Entry] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [
+            f"{self.sources} sources -> {self.items} items ({self.audio_seconds / 3600:.2f} h)"
+        ]
+        parts += [f"{name}: {text}" for name, text in self.written_formats.items()]
+        if self.done_formats:
+            parts.append(f"already complete: {', '.join(self.done_formats)}")
+        parts.append(f"failed {self.failed}; {self.wall_seconds:.1f} s wall")
+        return "; ".join(parts)
+
+
+def _format_state(folder: Path, params: dict, fingerprint: str, overwrite: bool) -> str:
+    """``done`` (format.json matches), or ``todo`` after clearing what cannot be reused."""
+    fmt_file, params_file = folder / "format.json", folder / ".params.json"
+    wanted = json.dumps({"params": params, "input": fingerprint}, sort_keys=True)
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    if fmt_file.exists():
+        existing = json.loads(fmt_file.read_text(encoding="utf-8"))
+        found = json.dumps(
+            {"params": existing.get("params"), "input": existing.get("input")}, sort_keys=True
+        )
+        if found == wanted:
+            return "done"
+        shutil.rmtree(folder)  # made from other inputs or settings: rebuilt whole
+    elif params_file.exists() and params_file.read_text(encoding="utf-8") != wanted:
+        shutil.rmtree(folder)  # an interrupted run with other settings
+    folder.mkdir(parents=True, exist_ok=True)
+    params_file.write_text(wanted, encoding="utf-8")
+    return "todo"
+
+
+def _uint8_error(items: list[ItemMeta]) -> float:
+    """The largest error uint8 storage adds to any bin: half a quantisation step."""
+    steps = [(m.mel_fields["mel_max"] - m.mel_fields["mel_min"]) / 255 for m in items]
+    return round(max(steps, default=0.0) / 2, 6)
+
+
+def _common_fields(meta: ItemMeta) -> Entry:
+    sr = meta.sample_rate
+    entry: Entry = {
+        "key": meta.key,
+        "source": meta.source,
+        "offset": round(meta.start / sr, 6),
+        "duration": round(meta.num_samples / sr, 6),
+        "num_samples": meta.num_samples,
+    }
+    entry.update(meta.fields)
+    return entry
+
+
+def shard(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], options: ShardOptions
+) -> ShardSummary:
+    """Turn a converted set (or any audio) into the requested training formats under OUT."""
+    options.validate()
+    started = time.perf_counter()
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise SourceError(f"{src}: no such file or folder")
+    sources = read_inputs(src)
+    fingerprint = input_fingerprint(sources)
+    out.mkdir(parents=True, exist_ok=True)
+    states = {
+        name: _format_state(out / name, options.format_params(name), fingerprint, options.overwrite)
+        for name in options.formats
+    }
+    summary = ShardSummary(sources=len(sources))
+    summary.done_formats = [n for n, s in states.items() if s == "done"]
+    todo = [n for n, s in states.items() if s == "todo"]
+    if not todo:  # nothing to write; the last run's failures still stand
+        if (out / ERRORS).exists():
+            summary.errors = list(iter_manifest(out / ERRORS))
+            summary.failed = len(summary.errors)
+        summary.wall_seconds = time.perf_counter() - started
+        return summary
+
+    staging = out / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    item_formats = tuple(n for n in todo if n in ITEM_WRITERS)
+    aggregate = [n for n in todo if n in AGGREGATE_WRITERS]
+    jobs = options.jobs or default_jobs()
+    results = run_batches(
+        _shard_batch,
+        batch_by_size(sources, lambda s: s.path, jobs),
+        options.jobs,
+        out=out,
+        staging=staging,
+        options=options,
+        item_formats=item_formats,
+        stage=bool(aggregate),
+        threads=1 if min(jobs, len(sources)) > 1 else 0,
+    )
+    items = sorted((m for batch, _ in results for m in batch), key=lambda m: (m.source, m.index))
+    errors = sorted(
+        (e for _, batch_errors in results for e in batch_errors), key=lambda e: e["source"]
+    )
+
+    rows = StagedRows(staging)
+    for name in todo:
+        folder = out / name
+        writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
+        if name in AGGREGATE_WRITERS:
+            locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)
+        else:
+            locations, extra = [writer.location(m) for m in items], {}
+        entries = []
+        for meta, location in zip(items, locations, strict=True):
+            entry = _common_fields(meta)
+            entry.update(location)
+            if name in ("mel", "webdataset", "hdf5"):
+                entry.update(meta.mel_fields)
+            entries.append(entry)
+        write_manifest(folder / "manifest.jsonl", entries)
+        params = options.format_params(name)
+        text = extra.pop("summary", f"{len(items)} items")
+        if options.wants_mel and options.mel_dtype == "uint8" and "mel" in params:
+            extra["mel_uint8_max_error"] = _uint8_error(items)
+        fmt = {
+            "format": name,
+            "version": FORMAT_VERSION,
+            **params,
+            "num_items": len(items),
+            **extra,
+            "params": params,
+            "input": fingerprint,
+        }
+        with atomic_path(folder / "format.json") as tmp:
+            tmp.write_text(json.dumps(fmt, indent=2) + "\n", encoding="utf-8")
+        (folder / ".params.json").unlink(missing_ok=True)
+        summary.written_formats[name] = text
+    rows.close()
+    shutil.rmtree(staging, ignore_errors=True)
+    write_manifest(out / ERRORS, errors)
+    summary.items = len(items)
+    summary.audio_seconds = sum(m.num_samples for m in items) / options.sample_rate
+    summary.failed = len(errors)
+    summary.errors = errors
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+__all__ = ["ShardOptions", "ShardSummary", "ShardUsageError", "shard"]

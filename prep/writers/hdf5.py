@@ -1,0 +1,104 @@
+"""``hdf5``: one ``data.h5`` readable with plain h5py.
+
+Fixed-length items: ``audio`` int16 ``[N, T]`` chunked one row per chunk, ``mel``
+``[N, n_mels, frames]``. Variable-length items: ``audio`` is one 1-D int16 array with
+``offsets`` ``[N + 1]`` (item i is ``audio[offsets[i]:offsets[i+1]]``), and ``mel`` is
+``[n_mels, total_frames]`` with ``mel_offsets``. ``keys``, ``sources``, ``num_samples`` and
+``offset_seconds`` per item; sample rate and mel settings as attributes. No timestamps are
+stored, so the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from manifests import atomic_path
+
+FILENAME = "data.h5"
+
+
+def _dataset(f: h5py.File, name: str, data=None, compression: str = "none", **kwargs):
+    codec = {"none": None, "lzf": "lzf", "gzip": "gzip"}[compression]
+    return f.create_dataset(name, data=data, compression=codec, track_times=False, **kwargs)
+
+
+def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dict]:
+    n = len(items)
+    comp = options.hdf5_compression
+    with atomic_path(folder / FILENAME) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        if options.fixed_length:
+            audio = _dataset(
+                f,
+                "audio",
+                shape=(n, options.segment),
+                dtype=np.int16,
+                chunks=(1, options.segment),
+                compression=comp,
+            )
+            for i, meta in enumerate(items):
+                audio[i] = rows.audio(meta)
+        else:
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum([m.stored_samples for m in items])
+            audio = _dataset(
+                f,
+                "audio",
+                shape=(int(offsets[-1]),),
+                dtype=np.int16,
+                chunks=True if n else None,
+                compression=comp,
+            )
+            for i, meta in enumerate(items):
+                audio[offsets[i] : offsets[i + 1]] = rows.audio(meta)
+            _dataset(f, "offsets", data=offsets)
+        if options.wants_mel and n:
+            _write_mel(f, items, rows, options)
+        _dataset(f, "keys", data=[m.key for m in items], dtype=h5py.string_dtype())
+        _dataset(f, "sources", data=[m.source for m in items], dtype=h5py.string_dtype())
+        _dataset(f, "num_samples", data=np.array([m.num_samples for m in items], dtype=np.int64))
+        _dataset(
+            f,
+            "offset_seconds",
+            data=np.array([m.start / m.sample_rate for m in items], dtype=np.float64),
+        )
+        f.attrs["sample_rate"] = options.sample_rate
+        f.attrs["segment_samples"] = options.segment or 0
+        f.attrs["last"] = options.last
+        if options.wants_mel:
+            f.attrs["mel"] = json.dumps(options.mel, sort_keys=True)
+            f.attrs["mel_dtype"] = options.mel_dtype
+    return [{"row": i} for i in range(n)], {"file": FILENAME}
+
+
+def _write_mel(f: h5py.File, items: list, rows, options) -> None:
+    comp = options.hdf5_compression
+    dtype = np.dtype(options.mel_dtype)
+    n_mels = items[0].mel_shape[0]
+    if options.fixed_length:
+        frames = items[0].mel_shape[1]
+        mel = _dataset(
+            f,
+            "mel",
+            shape=(len(items), n_mels, frames),
+            dtype=dtype,
+            chunks=(1, n_mels, frames),
+            compression=comp,
+        )
+        for i, meta in enumerate(items):
+            mel[i] = rows.mel(meta)
+    else:
+        offsets = np.zeros(len(items) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([m.mel_shape[1] for m in items])
+        mel = _dataset(
+            f, "mel", shape=(n_mels, int(offsets[-1])), dtype=dtype, chunks=True, compression=comp
+        )
+        for i, meta in enumerate(items):
+            mel[:, offsets[i] : offsets[i + 1]] = rows.mel(meta)
+        _dataset(f, "mel_offsets", data=offsets)
+    if options.mel_dtype == "uint8":
+        _dataset(f, "mel_min", data=np.array([m.mel_fields["mel_min"] for m in items]))
+        _dataset(f, "mel_max", data=np.array([m.mel_fields["mel_max"] for m in items]))

@@ -1,0 +1,91 @@
+"""``webdataset``: tar shards ``shard-000000.tar``, ... read by the webdataset library.
+
+Members per item: ``KEY.wav`` (or ``KEY.flac``), ``KEY.json`` (its metadata), ``KEY.txt``
+with a transcript, ``KEY.mel.npy`` with mel. Items are shuffled across shards with the
+seed, so a shard is not one source; every shard holds the same number of items but the
+last. Tar headers carry a fixed mtime and owner, so shards are byte-for-byte repeatable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from webdataset import TarWriter
+
+from manifests import atomic_path
+from prep.pcm import encode_pcm16
+
+DEFAULT_SHARD_BYTES = 256 << 20
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.tar"
+
+
+def items_per_shard(items: list, options) -> int:
+    """From --shard-size, or --shard-bytes over the average item (the smaller of the two)."""
+    sizes = []
+    if options.shard_size:
+        sizes.append(options.shard_size)
+    if options.shard_bytes or not options.shard_size:
+        budget = options.shard_bytes or DEFAULT_SHARD_BYTES
+        mean = np.mean([2 * m.stored_samples + 1024 for m in items]) if items else 1
+        if options.wants_mel and items:
+            mean += np.prod(items[0].mel_shape) * np.dtype(options.mel_dtype).itemsize
+        sizes.append(max(1, int(budget // mean)))
+    return min(sizes)
+
+
+def _sample(meta, rows, options) -> dict:
+    metadata = {
+        "key": meta.key,
+        "source": meta.source,
+        "offset": round(meta.start / meta.sample_rate, 6),
+        "duration": round(meta.num_samples / meta.sample_rate, 6),
+        "num_samples": meta.num_samples,
+        "sample_rate": meta.sample_rate,
+        **meta.fields,
+        **meta.mel_fields,
+    }
+    codec = options.codec
+    sample = {
+        "__key__": meta.key,
+        codec: encode_pcm16(rows.audio(meta), meta.sample_rate, codec.upper()),
+        "json": json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+    }
+    if "text" in meta.fields:
+        sample["txt"] = str(meta.fields["text"]).encode("utf-8")
+    if options.wants_mel:
+        buffer = io.BytesIO()
+        np.save(buffer, rows.mel(meta))
+        sample["mel.npy"] = buffer.getvalue()
+    return sample
+
+
+def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dict]:
+    order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
+    per_shard = items_per_shard(items, options)
+    num_shards = math.ceil(len(items) / per_shard)
+    locations: list[dict] = [{} for _ in items]
+    for s in range(num_shards):
+        name = shard_name(s)
+        with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
+            writer = TarWriter(fh, user="audioprep", group="audioprep", mtime=0, encoder=False)
+            for i in order[s * per_shard : (s + 1) * per_shard]:
+                meta = items[i]
+                writer.write(_sample(meta, rows, options))
+                locations[i] = {"shard": name, "member": f"{meta.key}.{options.codec}"}
+            writer.close()
+    last = len(items) - per_shard * (num_shards - 1) if num_shards else 0
+    extra = {
+        "num_shards": num_shards,
+        "samples_per_shard": per_shard,
+        "last_shard_samples": last,
+        "shards": [shard_name(s) for s in range(num_shards)],
+        "summary": f"{num_shards} shards of {per_shard} samples (last {last}), {len(items)} in all",
+    }
+    return locations, extra
