@@ -1,9 +1,11 @@
 """``webdataset``: tar shards ``shard-000000.tar``, ... read by the webdataset library.
 
 Members per item: ``KEY.wav`` (or ``KEY.flac``), ``KEY.json`` (its metadata), ``KEY.txt``
-with a transcript, ``KEY.mel.npy`` with mel. Items are shuffled across shards with the
-seed, so a shard is not one source; every shard holds the same number of items but the
-last. Tar headers carry a fixed mtime and owner, so shards are byte-for-byte repeatable.
+when the set has transcripts (empty for an item without one: Hugging Face ``datasets``
+wants every sample to have the same members), ``KEY.mel.npy`` with mel. Items are
+shuffled across shards with the seed, so a shard is not one source; every shard holds
+the same number of items but the last. Tar headers carry a fixed mtime and owner, so
+shards are byte-for-byte repeatable.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def items_per_shard(items: list, options) -> int:
     return min(sizes)
 
 
-def _sample(meta, rows, options) -> dict:
+def _sample(meta, rows, options, with_text: bool) -> dict:
     metadata = {
         "key": meta.key,
         "source": meta.source,
@@ -57,8 +59,8 @@ def _sample(meta, rows, options) -> dict:
         codec: encode_pcm16(rows.audio(meta), meta.sample_rate, codec.upper()),
         "json": json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode("utf-8"),
     }
-    if "text" in meta.fields:
-        sample["txt"] = str(meta.fields["text"]).encode("utf-8")
+    if with_text:  # every sample gets one, so all share the same members
+        sample["txt"] = str(meta.fields.get("text", "")).encode("utf-8")
     if options.wants_mel:
         buffer = io.BytesIO()
         np.save(buffer, rows.mel(meta))
@@ -70,6 +72,7 @@ def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dic
     order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
     per_shard = items_per_shard(items, options)
     num_shards = math.ceil(len(items) / per_shard)
+    with_text = any("text" in m.fields for m in items)
     locations: list[dict] = [{} for _ in items]
     for s in range(num_shards):
         name = shard_name(s)
@@ -77,7 +80,7 @@ def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dic
             writer = TarWriter(fh, user="audioprep", group="audioprep", mtime=0, encoder=False)
             for i in order[s * per_shard : (s + 1) * per_shard]:
                 meta = items[i]
-                writer.write(_sample(meta, rows, options))
+                writer.write(_sample(meta, rows, options, with_text))
                 locations[i] = {"shard": name, "member": f"{meta.key}.{options.codec}"}
             writer.close()
     last = len(items) - per_shard * (num_shards - 1) if num_shards else 0
