@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
+from loaders.mel_storage import to_storage
 from manifests import Entry, atomic_path, iter_manifest, write_manifest
 from prep.parallel import batch_by_size, default_jobs, run_batches
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
@@ -208,8 +209,6 @@ def _shard_batch(
     threads: int,
 ) -> tuple[list[ItemMeta], list[Entry]]:
     """Worker side: decode each source once, cut it, write per-item files, stage the rest."""
-    from loaders.mel import to_storage
-
     items, errors, audio_parts, mel_parts = [], [], [], []
     audio_at = mel_at = 0
     batch_name = hashlib.sha1("\n".join(s.source for s in sources).encode()).hexdigest()[:16]

@@ -27,7 +27,18 @@ def test_quick_bench_writes_results_and_report(tmp_path):
         "ffmpeg -ac 1 -ar 16000",
         "soundfile.read, whole file",
     }
+    shard_methods = {r["method"] for r in rows if r["step"] == "shard"}
+    assert shard_methods == {
+        "segments",
+        "mel",
+        "webdataset",
+        "hdf5",
+        "memmap",
+        "all formats, one call",
+        "one call per format (sum)",
+    }
     report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Shard" in report and "| all formats, one call |" in report
     assert "| clips | 24 |" in report and "Peak memory" in report
     assert not (out / "work").exists()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -12,11 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 import webdataset as wds
-from conftest import make_file, run_prep
+from conftest import REPO, make_file, run_prep
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loaders.mel import LogMel, from_storage
+from loaders.mel import LogMel
+from loaders.mel_storage import from_storage
 from manifests import read_manifest, validate_manifest
 from prep.convert import ConvertOptions, convert
 from prep.segmenting import item_key, parse_duration, plan_spans
@@ -301,6 +303,16 @@ def test_a_manifest_line_pointing_at_nothing_is_reported(converted, tmp_path):
 def test_nonsense_options_are_refused_in_one_line(converted, tmp_path, args, message):
     proc = run_prep("shard", str(converted), str(tmp_path / "o"), *args)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_formats_without_mel_do_not_import_torch():
+    code = (
+        "import sys; from prep.shard import shard, ShardOptions; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_shard_decodes_any_audio_folder_on_the_way(tmp_path):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import logging
 import platform
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from prep.bench.convert_bench import ConvertRow, MemoryRow, measure_memory, measure_set
+from prep.bench.shard_bench import ShardRow, ensure_converted, measure_shard, shard_table
 from prep.democorpus import CorpusSpec, make_corpus, make_two_hour_file
 from prep.parallel import default_jobs
 
@@ -39,10 +41,10 @@ def _machine() -> dict:
     }
 
 
-def _sets(options: BenchOptions) -> tuple[list[tuple[str, Path]], Path | None]:
-    """The sets to measure and the long file for the memory check."""
+def _sets(options: BenchOptions) -> tuple[list[tuple[str, Path]], Path | None, Path]:
+    """The sets to measure, the long file for the memory check, and the corpus root."""
     if options.src is not None:
-        return [("your audio", options.src)], None
+        return [("your audio", options.src)], None, options.src
     corpus_root = options.out / "corpus"
     spec = QUICK_CORPUS if options.mode == "quick" else CorpusSpec()
     log.info("demo corpus: %s (generated once, then reused)", corpus_root)
@@ -52,10 +54,15 @@ def _sets(options: BenchOptions) -> tuple[list[tuple[str, Path]], Path | None]:
     long_file = make_two_hour_file(options.out / "corpus-long" / long_name, seconds)
     sets = [("clips", corpus_root / "clips")]
     sets += [(f"long {codec}", corpus_root / "long" / codec) for codec in ("mp3", "ogg", "flac")]
-    return sets, long_file
+    return sets, long_file, corpus_root
 
 
-def write_results(out: Path, convert_rows: list[ConvertRow], memory_rows: list[MemoryRow]) -> None:
+def write_results(
+    out: Path,
+    convert_rows: list[ConvertRow],
+    memory_rows: list[MemoryRow],
+    shard_rows: list[ShardRow],
+) -> None:
     machine = _machine()
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -73,6 +80,27 @@ def write_results(out: Path, convert_rows: list[ConvertRow], memory_rows: list[M
             writer.writerow(
                 ["memory", f"{mem.audio_seconds / 3600:.2f} h file", mem.name, "peak_rss_mb"]
                 + [f"{mem.peak_rss_mb:.0f}", *machine.values()]
+            )
+        for row in shard_rows:
+            writer.writerow(
+                [
+                    "shard",
+                    "converted set",
+                    row.name,
+                    "seconds",
+                    f"{row.seconds:.2f}",
+                    *machine.values(),
+                ]
+            )
+            writer.writerow(
+                [
+                    "shard",
+                    "converted set",
+                    row.name,
+                    "disk_bytes",
+                    row.disk_bytes,
+                    *machine.values(),
+                ]
             )
 
 
@@ -100,7 +128,11 @@ def memory_table(rows: list[MemoryRow]) -> str:
 
 
 def write_report(
-    out: Path, options: BenchOptions, convert_rows: list[ConvertRow], memory_rows: list[MemoryRow]
+    out: Path,
+    options: BenchOptions,
+    convert_rows: list[ConvertRow],
+    memory_rows: list[MemoryRow],
+    shard_rows: list[ShardRow],
 ) -> Path:
     machine = _machine()
     jobs = options.jobs or default_jobs()
@@ -122,6 +154,15 @@ resampling or writing: the ceiling for in-process decoding.
 ## Peak memory converting one long file
 
 {memory_table(memory_rows)}
+
+## Shard: each training format from the converted set (5 s segments)
+
+{shard_table(shard_rows)}
+
+Each line is one `prep shard` process, torch import included where mel is computed.
+"all formats, one call" decodes each converted file once and writes every format; with
+mel among them, the WebDataset shards and the HDF5 file carry the mel too, so its disk
+figure is larger than the sum of the single-format calls.
 """
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
@@ -133,7 +174,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or default_jobs()
-    sets, long_file = _sets(options)
+    sets, long_file, corpus_root = _sets(options)
     work = out / "work"
     convert_rows = []
     for name, root in sets:
@@ -143,6 +184,11 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     if long_file is not None:
         log.info("measuring peak memory on %s", long_file.name)
         memory_rows = measure_memory(long_file, work)
-    write_results(out, convert_rows, memory_rows)
-    report = write_report(out, options, convert_rows, memory_rows)
-    return report, convert_table(convert_rows, jobs) + "\n\n" + memory_table(memory_rows)
+    log.info("measuring shard formats")
+    converted = ensure_converted(corpus_root, out / "converted", jobs)
+    shard_rows = measure_shard(converted, work / "shard", jobs)
+    shutil.rmtree(work, ignore_errors=True)
+    write_results(out, convert_rows, memory_rows, shard_rows)
+    report = write_report(out, options, convert_rows, memory_rows, shard_rows)
+    tables = [convert_table(convert_rows, jobs), memory_table(memory_rows), shard_table(shard_rows)]
+    return report, "\n\n".join(tables)

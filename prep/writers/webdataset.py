@@ -16,7 +16,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from webdataset import TarWriter
 
 from manifests import atomic_path
 from prep.pcm import encode_pcm16
@@ -69,6 +68,8 @@ def _sample(meta, rows, options, with_text: bool) -> dict:
 
 
 def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dict]:
+    from webdataset import TarWriter  # the webdataset package imports torch: only when used
+
     order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
     per_shard = items_per_shard(items, options)
     num_shards = math.ceil(len(items) / per_shard)

@@ -1,0 +1,86 @@
+"""Shard cost: each format from the converted set, and all formats in one call against one
+call per format. Each run is a fresh ``prep shard`` process, as a user would run it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMATS = ("segments", "mel", "webdataset", "hdf5", "memmap")
+
+
+@dataclass
+class ShardRow:
+    name: str
+    seconds: float
+    disk_bytes: int
+    wav_bytes: int
+
+    @property
+    def disk_ratio(self) -> float:
+        return self.disk_bytes / self.wav_bytes if self.wav_bytes else float("nan")
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def ensure_converted(corpus: Path, converted: Path, jobs: int) -> Path:
+    """The demo corpus converted once (a rerun skips what is done)."""
+    command = [sys.executable, "-m", "prep.cli", "convert", str(corpus), str(converted), "-q"]
+    subprocess.run([*command, "-j", str(jobs)], check=True, capture_output=True)
+    return converted
+
+
+def _run_shard(
+    converted: Path, out: Path, formats: tuple[str, ...], segment: str, jobs: int
+) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    command = [
+        sys.executable,
+        "-m",
+        "prep.cli",
+        "shard",
+        str(converted),
+        str(out),
+        "-q",
+        "--segment",
+        segment,
+        "--format",
+        ",".join(formats),
+        "-j",
+        str(jobs),
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def measure_shard(converted: Path, work: Path, jobs: int, segment: str = "5s") -> list[ShardRow]:
+    """One row per format, then ``all formats, one call`` and ``one call per format``."""
+    wav_bytes = sum(folder_bytes(p) for p in [converted] if p.exists()) - sum(
+        p.stat().st_size for p in converted.glob("*.jsonl")
+    )
+    rows = []
+    for name in FORMATS:
+        seconds = _run_shard(converted, work / name, (name,), segment, jobs)
+        rows.append(ShardRow(name, seconds, folder_bytes(work / name / name), wav_bytes))
+    together = _run_shard(converted, work / "all", FORMATS, segment, jobs)
+    rows.append(ShardRow("all formats, one call", together, folder_bytes(work / "all"), wav_bytes))
+    separately = sum(r.seconds for r in rows[: len(FORMATS)])
+    total_bytes = sum(r.disk_bytes for r in rows[: len(FORMATS)])
+    rows.append(ShardRow("one call per format (sum)", separately, total_bytes, wav_bytes))
+    return rows
+
+
+def shard_table(rows: list[ShardRow]) -> str:
+    lines = ["| format | time | disk | disk / 16 kHz WAV set |", "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.seconds:.1f} s | {r.disk_bytes / 1e6:.0f} MB | {r.disk_ratio:.2f}x |"
+        )
+    return "\n".join(lines)
