@@ -160,9 +160,8 @@ resampling or writing: the ceiling for in-process decoding.
 {shard_table(shard_rows)}
 
 Each line is one `prep shard` process, torch import included where mel is computed.
-"all formats, one call" decodes each converted file once and writes every format; with
-mel among them, the WebDataset shards and the HDF5 file carry the mel too, so its disk
-figure is larger than the sum of the single-format calls.
+"4 audio formats" are segments, webdataset, hdf5 and memmap: the same bytes whether
+written by one call (each source decoded once) or by one call each (decoded four times).
 """
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
@@ -186,7 +185,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
         memory_rows = measure_memory(long_file, work)
     log.info("measuring shard formats")
     converted = ensure_converted(corpus_root, out / "converted", jobs)
-    shard_rows = measure_shard(converted, work / "shard", jobs)
+    shard_rows = measure_shard(converted, corpus_root, work / "shard", jobs)
     shutil.rmtree(work, ignore_errors=True)
     write_results(out, convert_rows, memory_rows, shard_rows)
     report = write_report(out, options, convert_rows, memory_rows, shard_rows)
