@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 import click
 
 from manifests import ManifestError
+from prep.errors import UsageError
 from prep.sources import SourceError
 
 log = logging.getLogger("prep")
 
-_USER_ERRORS = (SourceError, ManifestError)
+_USER_ERRORS = (UsageError, SourceError, ManifestError)
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -39,6 +40,15 @@ def _progress(label: str, total: int | None, quiet: bool) -> Iterator[Callable[[
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
+
+
+def _finish(line: str, failed: int, out: str) -> None:
+    """The run's summary line; exit status 1 when any file failed."""
+    if failed:
+        log.warning(line)
+        log.warning("failures are listed in %s/errors.jsonl", out)
+        sys.exit(1)
+    log.info(line)
 
 
 verbosity_options = [
@@ -74,7 +84,7 @@ def main() -> None:
 @_verbosity
 def convert(src, out, quiet, verbose, **kwargs) -> None:
     """Convert audio under SRC (a folder or a .jsonl manifest) to 16-bit mono files in OUT."""
-    from prep.convert import ConvertOptions, UsageError, check_paths
+    from prep.convert import ConvertOptions, check_paths
     from prep.convert import convert as run_convert
     from prep.sources import discover
 
@@ -89,12 +99,9 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
         total = len(discover(src, options.extensions)) if sys.stderr.isatty() else None
         with _progress("converting", total, quiet) as progress:
             summary = run_convert(src, out, options, progress)
-    except (UsageError, *_USER_ERRORS) as exc:
+    except _USER_ERRORS as exc:
         _fail(str(exc))
-    log.warning(summary.line()) if summary.failed else log.info(summary.line())
-    if summary.failed:
-        log.warning("failures are listed in %s/errors.jsonl", out)
-        sys.exit(1)
+    _finish(summary.line(), summary.failed, out)
 
 
 def _mel_options(func: Callable) -> Callable:
@@ -190,7 +197,7 @@ def shard(
     **kwargs,
 ) -> None:
     """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT."""
-    from prep.shard import ShardOptions, ShardUsageError
+    from prep.shard import ShardOptions
     from prep.shard import shard as run_shard
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
@@ -213,12 +220,9 @@ def shard(
     )
     try:
         summary = run_shard(src, out, options)
-    except (ShardUsageError, *_USER_ERRORS) as exc:
+    except _USER_ERRORS as exc:
         _fail(str(exc))
-    log.warning(summary.line()) if summary.failed else log.info(summary.line())
-    if summary.failed:
-        log.warning("failures are listed in %s/errors.jsonl", out)
-        sys.exit(1)
+    _finish(summary.line(), summary.failed, out)
 
 
 @main.command()

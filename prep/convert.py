@@ -38,6 +38,7 @@ from manifests import (
     remove_partials,
     write_manifest,
 )
+from prep.errors import UsageError
 from prep.parallel import batch_by_size, default_jobs, run_batches
 from prep.pcm import pcm16_writer
 from prep.sources import Source, discover, plan_output_names, source_root, transcript_for
@@ -52,10 +53,6 @@ MANIFEST = "manifest.jsonl"
 ERRORS = "errors.jsonl"
 SKIPPED = "skipped.jsonl"
 JOURNAL = "convert.journal.jsonl"
-
-
-class UsageError(ValueError):
-    """Options or paths that make the whole run impossible; reported as one line."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import soundfile as sf
 from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
 from loaders.mel_storage import to_storage
 from manifests import Entry, atomic_path, iter_manifest, write_manifest
+from prep.errors import UsageError
 from prep.parallel import batch_by_size, default_jobs, run_batches
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
 from prep.sources import SourceError, discover, is_manifest
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 STAGING = ".staging"
 ERRORS = "errors.jsonl"
-
-
-class ShardUsageError(ValueError):
-    """Options that make the whole run impossible; reported as one line."""
 
 
 @dataclass(frozen=True)
@@ -70,31 +67,29 @@ class ShardOptions:
     def validate(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or not self.formats:
-            raise ShardUsageError(
+            raise UsageError(
                 f"unknown --format {','.join(unknown)!r} (choose from {', '.join(FORMATS)})"
             )
         if self.last not in LAST_POLICIES:
-            raise ShardUsageError(f"--last must be one of {', '.join(LAST_POLICIES)}")
+            raise UsageError(f"--last must be one of {', '.join(LAST_POLICIES)}")
         if not 0.0 <= self.min_last <= 1.0:
-            raise ShardUsageError("--min-last is a fraction of a segment, between 0 and 1")
+            raise UsageError("--min-last is a fraction of a segment, between 0 and 1")
         if self.hop is not None and self.segment is None:
-            raise ShardUsageError("--hop needs --segment")
+            raise UsageError("--hop needs --segment")
         if "memmap" in self.formats and not self.fixed_length:
-            raise ShardUsageError(
-                "memmap needs fixed-length items: --segment with --last pad or drop"
-            )
+            raise UsageError("memmap needs fixed-length items: --segment with --last pad or drop")
         if self.codec not in ("wav", "flac"):
-            raise ShardUsageError("--codec must be wav or flac")
+            raise UsageError("--codec must be wav or flac")
         if self.hdf5_compression not in ("none", "lzf", "gzip"):
-            raise ShardUsageError("--hdf5-compression must be none, lzf or gzip")
+            raise UsageError("--hdf5-compression must be none, lzf or gzip")
         if self.mel_dtype not in ("float32", "float16", "uint8"):
-            raise ShardUsageError("--mel-dtype must be float32, float16 or uint8")
+            raise UsageError("--mel-dtype must be float32, float16 or uint8")
         if self.wants_mel and self.mel.get("sample_rate") != self.sample_rate:
-            raise ShardUsageError("the mel sample rate must be --sr")
+            raise UsageError("the mel sample rate must be --sr")
         for name in ("shard_size", "shard_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ShardUsageError(f"--{name.replace('_', '-')} must be positive")
+                raise UsageError(f"--{name.replace('_', '-')} must be positive")
 
     def format_params(self, name: str) -> dict:
         """What a format's files depend on: stored in its format.json, compared on rerun."""
@@ -427,4 +422,4 @@ def shard(
     return summary
 
 
-__all__ = ["ShardOptions", "ShardSummary", "ShardUsageError", "shard"]
+__all__ = ["ShardOptions", "ShardSummary", "shard"]
