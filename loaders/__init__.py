@@ -1,5 +1,36 @@
-"""What training code imports. Light on import: torch loads only with what needs it.
+"""What training code imports. Light on import: torch loads only with what needs it, so
+``prep convert`` can use ``loaders.decode`` without it. Never imports prep, click or joblib.
 
-``loaders.decode`` (the shared decode path) needs no torch; ``loaders.mel`` does.
-This package never imports ``prep``, click or joblib.
+    from loaders import open_dataset, pad_collate
+    ds = open_dataset("shards/memmap", dtype="int16")
 """
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "open_dataset": "loaders.open",
+    "ConvertedDataset": "loaders.converted",
+    "SegmentsDataset": "loaders.segments",
+    "MelDataset": "loaders.mel",
+    "HDF5Dataset": "loaders.hdf5",
+    "MemmapDataset": "loaders.memmap",
+    "WebDatasetShards": "loaders.webdataset",
+    "OnTheFlyDataset": "loaders.onthefly",
+    "LogMel": "loaders.mel",
+    "pad_collate": "loaders.collate",
+    "to_device": "loaders.collate",
+    "DurationBucketSampler": "loaders.sampler",
+    "ThreadedLoader": "loaders.threaded",
+    "Augment": "loaders.augment",
+    "NoiseBank": "loaders.augment",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'loaders' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -8,12 +8,16 @@ No per-batch normalisation, so one item gives the same features alone or in a ba
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torchaudio
 
 from loaders.mel_storage import MEL_DTYPES, from_storage, to_storage
+from loaders.sample import make_sample, read_folder
 
-__all__ = ["LOG_SCALES", "MEL_DTYPES", "LogMel", "from_storage", "to_storage"]
+__all__ = ["LOG_SCALES", "MEL_DTYPES", "LogMel", "MelDataset", "from_storage", "to_storage"]
 
 LOG_SCALES = ("natural", "db")
 _FLOOR = 1e-10
@@ -64,3 +68,24 @@ class LogMel(torch.nn.Module):
         if self.config["log"] == "natural":
             return power.log()
         return 10.0 * power.log10()
+
+
+class MelDataset(torch.utils.data.Dataset):
+    """Reader for ``prep shard --format mel``: one stored log-mel ``.npy`` per item.
+
+    uint8 items are dequantised with the range their manifest line keeps.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.format, self.entries = read_folder(self.folder)
+        self.sample_rate = int(self.format["sample_rate"])
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        stored = np.load(self.folder / entry["mel_filepath"])
+        mel = torch.from_numpy(from_storage(stored, entry))
+        return make_sample(entry, self.sample_rate, mel=mel)

@@ -1,0 +1,53 @@
+"""Batching samples: pad to the longest item, with the mask wav2vec2-style models take."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from loaders.sample import to_float
+
+
+def _pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    longest = max(t.shape[-1] for t in tensors)
+    if all(t.shape[-1] == longest for t in tensors):
+        return torch.stack(tensors)  # fixed-length segments: no padding
+    return torch.stack([F.pad(t, (0, longest - t.shape[-1])) for t in tensors])
+
+
+def pad_collate(samples: list[dict]) -> dict:
+    """A list of samples to one batch dict.
+
+    ``key`` (list), ``audio`` ``[B, T]`` zero-padded to the longest item (dtype kept: int16
+    stays int16 for :func:`loaders.sample.to_device`), ``lengths`` (real samples),
+    ``attention_mask`` ``[B, T]`` (1 on real samples), ``mel`` ``[B, n_mels, frames]`` and
+    ``mel_lengths`` when items carry mel, ``text`` / ``label`` lists when present.
+    """
+    batch: dict = {"key": [s["key"] for s in samples], "sample_rate": samples[0]["sample_rate"]}
+    batch["lengths"] = torch.tensor([s["length"] for s in samples], dtype=torch.long)
+    if "audio" in samples[0]:
+        audio = _pad_stack([s["audio"] for s in samples])
+        batch["audio"] = audio
+        positions = torch.arange(audio.shape[-1])
+        batch["attention_mask"] = (positions[None, :] < batch["lengths"][:, None]).long()
+    if "mel" in samples[0]:
+        batch["mel"] = _pad_stack([s["mel"] for s in samples])
+        batch["mel_lengths"] = torch.tensor([s["mel"].shape[-1] for s in samples])
+    for name in ("text", "label"):
+        if name in samples[0]:
+            batch[name] = [s.get(name) for s in samples]
+    return batch
+
+
+def to_device(batch: dict, device: str | torch.device, non_blocking: bool = True) -> dict:
+    """Move a batch's tensors to ``device``; int16 audio becomes float32 there.
+
+    The int16 fast path's device-side step: the result equals the float32 path's batch.
+    """
+    moved = {
+        k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+    if "audio" in moved:
+        moved["audio"] = to_float(moved["audio"])
+    return moved

@@ -1,0 +1,91 @@
+"""Reader for ``prep shard --format hdf5``: ``data.h5`` through h5py.
+
+The file is opened lazily in each process (an h5py handle must never cross a fork), kept
+for the dataset's life in that process, and closed with :meth:`close` (or by h5py when the
+dataset is collected). ``__getitems__`` reads a batch of fixed-length rows with one
+sorted selection.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from loaders.mel_storage import from_storage
+from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+
+
+class HDF5Dataset(Dataset):
+    def __init__(self, folder: str | Path, dtype: str = "float32", with_mel: bool = True) -> None:
+        self.folder = Path(folder)
+        self.format, self.entries = read_folder(self.folder)
+        self.sample_rate = int(self.format["sample_rate"])
+        self.dtype = check_dtype(dtype)
+        self.fixed = (
+            self.format.get("segment_samples") is not None and self.format["last"] != "keep"
+        )
+        self.with_mel = with_mel and "mel" in self.format
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_file"] = state["_pid"] = None
+        return state
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.folder / self.format["file"], "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def _sample(self, entry: dict, audio: np.ndarray, mel: np.ndarray | None) -> dict:
+        tensors = {"audio": audio_tensor(audio, self.dtype)}
+        if mel is not None:
+            tensors["mel"] = torch.from_numpy(from_storage(mel, entry))
+        return make_sample(entry, self.sample_rate, **tensors)
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        row = entry["row"]
+        f = self.file
+        if self.fixed:
+            audio = f["audio"][row]
+            mel = f["mel"][row] if self.with_mel else None
+        else:
+            start, stop = f["offsets"][row : row + 2]
+            audio = f["audio"][start:stop]
+            mel = None
+            if self.with_mel:
+                m0, m1 = f["mel_offsets"][row : row + 2]
+                mel = f["mel"][:, m0:m1]
+        return self._sample(entry, audio, mel)
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        if not self.fixed:
+            return [self[i] for i in indices]
+        rows = np.array([self.entries[i]["row"] for i in indices])
+        order = np.argsort(rows)
+        wanted = rows[order]
+        unique = np.unique(wanted)  # h5py selections must be increasing and distinct
+        audio = self.file["audio"][unique]
+        mel = self.file["mel"][unique] if self.with_mel else None
+        where = np.searchsorted(unique, rows)
+        return [
+            self._sample(self.entries[i], audio[where[j]], None if mel is None else mel[where[j]])
+            for j, i in enumerate(indices)
+        ]

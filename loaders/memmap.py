@@ -1,0 +1,61 @@
+"""Reader for ``prep shard --format memmap``: one int16 ``[N, T]`` array, memory-mapped.
+
+The array is opened lazily in each process (never inherited across fork). ``__getitems__``
+reads a whole batch with one sorted fancy-index slice, which the DataLoader uses when
+batching automatically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+
+
+class MemmapDataset(Dataset):
+    def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
+        self.folder = Path(folder)
+        self.format, self.entries = read_folder(self.folder)
+        self.sample_rate = int(self.format["sample_rate"])
+        self.dtype = check_dtype(dtype)
+        self._array: np.ndarray | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_array"] = state["_pid"] = None  # each process maps the file itself
+        return state
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None or self._pid != os.getpid():
+            self._array = np.load(self.folder / self.format["file"], mmap_mode="r")
+            self._pid = os.getpid()
+        return self._array
+
+    def close(self) -> None:
+        self._array = None
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        row = np.array(self.array[entry["row"]])  # a copy: detached from the read-only map
+        return make_sample(entry, self.sample_rate, audio=audio_tensor(row, self.dtype))
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        rows = [self.entries[i]["row"] for i in indices]
+        order = np.argsort(rows)
+        block = self.array[np.asarray(rows)[order]]  # one sorted read for the batch
+        batch: list[dict] = [{}] * len(indices)
+        for position, i in enumerate(order):
+            entry = self.entries[indices[i]]
+            batch[i] = make_sample(
+                entry, self.sample_rate, audio=audio_tensor(block[position], self.dtype)
+            )
+        return batch

@@ -1,0 +1,42 @@
+"""``open_dataset``: any folder written by ``prep convert`` or ``prep shard``, opened as the
+right dataset from its ``format.json`` / ``manifest.jsonl``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch.utils.data import Dataset, IterableDataset
+
+
+def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
+    """The dataset for ``path``; ``options`` go to its class (``dtype="int16"``, crops...).
+
+    A ``prep shard`` format folder opens as its reader; a ``prep convert`` folder as
+    :class:`~loaders.converted.ConvertedDataset`; a folder of original audio, or a
+    manifest of it, as :class:`~loaders.onthefly.OnTheFlyDataset`.
+    """
+    path = Path(path)
+    fmt_file = path / "format.json"
+    if fmt_file.exists():
+        name = json.loads(fmt_file.read_text(encoding="utf-8"))["format"]
+        if name == "segments":
+            from loaders.segments import SegmentsDataset as cls
+        elif name == "mel":
+            from loaders.mel import MelDataset as cls
+        elif name == "webdataset":
+            from loaders.webdataset import WebDatasetShards as cls
+        elif name == "hdf5":
+            from loaders.hdf5 import HDF5Dataset as cls
+        elif name == "memmap":
+            from loaders.memmap import MemmapDataset as cls
+        else:
+            raise ValueError(f"{fmt_file}: unknown format {name!r}")
+        return cls(path, **options)
+    if (path / "manifest.jsonl").exists():
+        from loaders.converted import ConvertedDataset
+
+        return ConvertedDataset(path, **options)
+    from loaders.onthefly import OnTheFlyDataset
+
+    return OnTheFlyDataset(path, **options)
