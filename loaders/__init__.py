@@ -21,6 +21,7 @@ _EXPORTS = {
     "LogMel": "loaders.mel",
     "pad_collate": "loaders.collate",
     "to_device": "loaders.collate",
+    "batch_loader": "loaders.batched",
     "DurationBucketSampler": "loaders.sampler",
     "ThreadedLoader": "loaders.threaded",
     "Augment": "loaders.augment",

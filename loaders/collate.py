@@ -8,6 +8,16 @@ import torch.nn.functional as F
 from loaders.sample import to_float
 
 
+def padding_mask(lengths: list[int], width: int) -> torch.Tensor:
+    """``[B, width]`` bool, True on real samples: all True, then each short row cleared
+    (fixed-length segments are mostly full, and a full compare costs more than the read)."""
+    mask = torch.ones(len(lengths), width, dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        if length < width:
+            mask[row, length:] = False
+    return mask
+
+
 def _pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     longest = max(t.shape[-1] for t in tensors)
     if all(t.shape[-1] == longest for t in tensors):
@@ -19,8 +29,9 @@ def pad_collate(samples: list[dict]) -> dict:
     """A list of samples to one batch dict.
 
     ``key`` (list), ``audio`` ``[B, T]`` zero-padded to the longest item (dtype kept: int16
-    stays int16 for :func:`loaders.sample.to_device`), ``lengths`` (real samples),
-    ``attention_mask`` ``[B, T]`` (1 on real samples), ``mel`` ``[B, n_mels, frames]`` and
+    stays int16 for :func:`to_device`), ``lengths`` (real samples), ``attention_mask``
+    ``[B, T]`` bool (True on real samples; bool, not int64, since an int64 mask is four
+    times the bytes of the int16 audio it describes), ``mel`` ``[B, n_mels, frames]`` and
     ``mel_lengths`` when items carry mel, ``text`` / ``label`` lists when present.
     """
     batch: dict = {"key": [s["key"] for s in samples], "sample_rate": samples[0]["sample_rate"]}
@@ -28,8 +39,7 @@ def pad_collate(samples: list[dict]) -> dict:
     if "audio" in samples[0]:
         audio = _pad_stack([s["audio"] for s in samples])
         batch["audio"] = audio
-        positions = torch.arange(audio.shape[-1])
-        batch["attention_mask"] = (positions[None, :] < batch["lengths"][:, None]).long()
+        batch["attention_mask"] = padding_mask([s["length"] for s in samples], audio.shape[-1])
     if "mel" in samples[0]:
         batch["mel"] = _pad_stack([s["mel"] for s in samples])
         batch["mel_lengths"] = torch.tensor([s["mel"].shape[-1] for s in samples])

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from loaders.batched import batch_from_rows
+from loaders.collate import pad_collate
 from loaders.mel_storage import from_storage
 from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
 
@@ -75,17 +77,38 @@ class HDF5Dataset(Dataset):
                 mel = f["mel"][:, m0:m1]
         return self._sample(entry, audio, mel)
 
+    def read_batch(self, indices: list[int], mask: bool = True) -> dict:
+        """The batch for ``indices`` (pad_collate's shape), rows read in file order."""
+        if not self.fixed:
+            return pad_collate(self.__getitems__(indices))
+        f = self.file
+        audio_ds = f["audio"]
+        entries = [self.entries[i] for i in indices]
+        block = np.empty((len(entries), audio_ds.shape[1]), dtype=np.int16)
+        for j in sorted(range(len(entries)), key=lambda j: entries[j]["row"]):
+            block[j] = audio_ds[entries[j]["row"]]
+        batch = batch_from_rows(block, entries, self.sample_rate, self.dtype, mask)
+        if self.with_mel:
+            mel_ds = f["mel"]
+            mels = [torch.from_numpy(from_storage(mel_ds[e["row"]], e)) for e in entries]
+            batch["mel"] = torch.stack(mels)
+            batch["mel_lengths"] = torch.tensor([m.shape[-1] for m in mels])
+        return batch
+
     def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch of fixed-length rows, read one by one in file order.
+
+        h5py's fancy selection of many rows is about 70 times slower than that.
+        """
         if not self.fixed:
             return [self[i] for i in indices]
-        rows = np.array([self.entries[i]["row"] for i in indices])
-        order = np.argsort(rows)
-        wanted = rows[order]
-        unique = np.unique(wanted)  # h5py selections must be increasing and distinct
-        audio = self.file["audio"][unique]
-        mel = self.file["mel"][unique] if self.with_mel else None
-        where = np.searchsorted(unique, rows)
-        return [
-            self._sample(self.entries[i], audio[where[j]], None if mel is None else mel[where[j]])
-            for j, i in enumerate(indices)
-        ]
+        f = self.file
+        audio_ds, mel_ds = f["audio"], (f["mel"] if self.with_mel else None)
+        rows = {self.entries[i]["row"] for i in indices}
+        audio = {r: audio_ds[r] for r in sorted(rows)}
+        mel = {r: mel_ds[r] for r in sorted(rows)} if mel_ds is not None else {}
+        batch = []
+        for i in indices:
+            entry = self.entries[i]
+            batch.append(self._sample(entry, audio[entry["row"]], mel.get(entry["row"])))
+        return batch

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from loaders.batched import batch_from_rows
 from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
 
 
@@ -47,6 +48,12 @@ class MemmapDataset(Dataset):
         entry = self.entries[index]
         row = np.array(self.array[entry["row"]])  # a copy: detached from the read-only map
         return make_sample(entry, self.sample_rate, audio=audio_tensor(row, self.dtype))
+
+    def read_batch(self, indices: list[int], mask: bool = True) -> dict:
+        """The batch for ``indices`` (pad_collate's shape) from one fancy-index read."""
+        block = self.array[np.array([self.entries[i]["row"] for i in indices])]
+        entries = [self.entries[i] for i in indices]
+        return batch_from_rows(block, entries, self.sample_rate, self.dtype, mask)
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         rows = [self.entries[i]["row"] for i in indices]

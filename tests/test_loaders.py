@@ -32,6 +32,7 @@ from loaders import (
     SegmentsDataset,
     ThreadedLoader,
     WebDatasetShards,
+    batch_loader,
     open_dataset,
     pad_collate,
     to_device,
@@ -134,6 +135,12 @@ def test_int16_transport_gives_exactly_the_float32_batch(data, name):
     for a, b in zip(fast, slow, strict=True):
         assert a["audio"].dtype == torch.int16
         assert torch.equal(to_device(a, "cpu")["audio"], b["audio"])
+
+
+def test_read_batch_leaves_the_mask_to_the_loader_when_asked(data):
+    for dataset in (MemmapDataset(data["sh"] / "memmap"), HDF5Dataset(data["sh"] / "hdf5")):
+        assert "attention_mask" in dataset.read_batch([0, 1])
+        assert "attention_mask" not in dataset.read_batch([0, 1], mask=False)
 
 
 def test_batch_reads_equal_item_reads(data):
@@ -340,11 +347,11 @@ def test_pad_collate_pads_masks_and_keeps_lists():
     ]
     batch = pad_collate(samples)
     assert batch["audio"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["attention_mask"].long().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
     assert batch["lengths"].tolist() == [3, 5] and batch["text"] == ["x", "y"]
     fixed = pad_collate([{**s, "audio": torch.ones(4), "mel": torch.zeros(2, 3)} for s in samples])
     assert fixed["audio"].shape == (2, 4) and fixed["mel"].shape == (2, 2, 3)
-    assert fixed["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert fixed["attention_mask"].tolist() == [[True] * 3 + [False], [True] * 4]
 
 
 def test_duration_buckets_respect_the_budget_and_waste_little():
@@ -452,3 +459,24 @@ def test_loaders_import_neither_prep_click_nor_joblib_and_print_nothing(data):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("name", ["memmap", "hdf5", "segments"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_loader_gives_the_batches_pad_collate_gives(data, name, workers):
+    dataset = MAP_STYLE[name](data)
+    loader = batch_loader(dataset, batch_size=3, shuffle=True, seed=4, num_workers=workers)
+    batches = list(loader)
+    keys = [k for b in batches for k in b["key"]]
+    assert sorted(keys) == sorted(_written(data)) and len(loader) == len(batches)
+    assert keys == [k for b in batch_loader(dataset, 3, shuffle=True, seed=4) for k in b["key"]]
+    index = {e["key"]: i for i, e in enumerate(dataset.entries)}
+    for batch in batches:
+        expected = pad_collate([dataset[index[k]] for k in batch["key"]])
+        assert set(batch) == set(expected)
+        for field in ("audio", "lengths", "attention_mask"):
+            assert torch.equal(batch[field], expected[field]), field
+    fast = batch_loader(MAP_STYLE[name](data, dtype="int16"), 3, shuffle=True, seed=4)
+    for int16_batch, float_batch in zip(fast, batches, strict=True):
+        assert int16_batch["audio"].dtype == torch.int16
+        assert torch.equal(to_device(int16_batch, "cpu")["audio"], float_batch["audio"])
