@@ -58,6 +58,11 @@ class _BatchReads(Dataset):
         return self.dataset.read_batch(indices, mask=False)
 
 
+def _as_is(batch: dict) -> dict:
+    """The collate step for ready batches: DataLoader's default would walk every field."""
+    return batch
+
+
 class BatchLoader:
     """A DataLoader over whole-batch reads that adds ``attention_mask`` in this process.
 

@@ -9,8 +9,14 @@ from loaders.sample import to_float
 
 
 def padding_mask(lengths: list[int], width: int) -> torch.Tensor:
-    """``[B, width]`` bool, True on real samples: all True, then each short row cleared
-    (fixed-length segments are mostly full, and a full compare costs more than the read)."""
+    """``[B, width]`` bool, True on real samples.
+
+    With no padded row it is one all-True row broadcast to ``[B, width]`` (a read-only
+    view, no allocation); otherwise all True with each short row cleared. Either way it
+    costs less than comparing every position, which cost more than reading the audio.
+    """
+    if all(length >= width for length in lengths):
+        return torch.ones(1, width, dtype=torch.bool).expand(len(lengths), width)
     mask = torch.ones(len(lengths), width, dtype=torch.bool)
     for row, length in enumerate(lengths):
         if length < width:

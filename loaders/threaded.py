@@ -61,6 +61,9 @@ class ThreadedLoader:
         return len(self.batches())
 
     def _load(self, indices: list[int]) -> dict:
+        read_batch = getattr(self.dataset, "read_batch", None)
+        if read_batch is not None and self.collate_fn is pad_collate:
+            return read_batch(indices)  # one read for the whole batch
         getitems = getattr(self.dataset, "__getitems__", None)
         samples = getitems(indices) if getitems else [self.dataset[i] for i in indices]
         return self.collate_fn(samples)

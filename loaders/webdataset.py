@@ -42,8 +42,10 @@ class WebDatasetShards(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         dtype: str = "float32",
+        with_mel: bool = True,
     ) -> None:
         self.folder = Path(folder)
+        self.with_mel = with_mel
         self.format, _ = read_folder(self.folder)
         self.urls = [str(self.folder / name) for name in self.format["shards"]]
         self.sample_rate = int(self.format["sample_rate"])
@@ -64,7 +66,7 @@ class WebDatasetShards(IterableDataset):
         meta = json.loads(raw["json"])
         samples, _ = sf.read(io.BytesIO(raw[codec]), dtype="int16")
         tensors = {"audio": audio_tensor(samples, self.dtype)}
-        if "mel.npy" in raw:
+        if self.with_mel and "mel.npy" in raw:
             tensors["mel"] = torch.from_numpy(
                 from_storage(np.load(io.BytesIO(raw["mel.npy"])), meta)
             )

@@ -31,7 +31,18 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     assert {"segments", "mel", "webdataset", "hdf5", "memmap"} <= shard_methods
     assert "4 audio formats, one call, from original audio" in shard_methods
     assert "4 audio formats, one call each, from converted WAV" in shard_methods
+    loader_sets = {r["set"] for r in rows if r["step"] == "loader"}
+    assert {"memmap", "hdf5", "webdataset", "segments", "page-cache ceiling"} <= loader_sets
+    assert any(s.startswith("on-the-fly") for s in loader_sets)
+    methods = {r["method"] for r in rows if r["step"] == "loader" and r["set"] == "memmap"}
+    assert {
+        "0 workers, batch 8, int16",
+        "2 workers, batch 8, float32",
+        "2 threads, batch 8, int16",
+    } <= methods
     report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Recommendation" in report and "train from **" in report
+    assert "## Loaders" in report and "| 2 threads |" in report
     assert "## Shard" in report and "| 4 audio formats, one call, from original audio |" in report
     assert "| clips | 24 |" in report and "Peak memory" in report
     assert not (out / "work").exists()

@@ -36,6 +36,27 @@ def ensure_converted(corpus: Path, converted: Path, jobs: int) -> Path:
     return converted
 
 
+def ensure_shards(converted: Path, out: Path, jobs: int, segment: str = "5s") -> Path:
+    """The converted set in every format, kept for the loader benchmark (reruns skip it)."""
+    command = [
+        sys.executable,
+        "-m",
+        "prep.cli",
+        "shard",
+        str(converted),
+        str(out),
+        "-q",
+        "--segment",
+        segment,
+        "--format",
+        ",".join(FORMATS),
+        "-j",
+        str(jobs),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    return out
+
+
 def _run_shard(
     converted: Path, out: Path, formats: tuple[str, ...], segment: str, jobs: int
 ) -> float:
