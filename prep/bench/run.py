@@ -89,45 +89,47 @@ def write_results(
     loader_rows: list[LoaderRow],
     ceiling: float,
 ) -> None:
+    """``results.csv``: one row per measured figure, each with the machine's description."""
     machine = _machine()
+    records: list[tuple] = []
+    for row in convert_rows:
+        records += [
+            ("convert", row.name, "prep convert", "x_real_time", f"{row.prep_speed:.1f}"),
+            ("convert", row.name, "ffmpeg per file", "x_real_time", f"{row.ffmpeg_speed:.1f}"),
+            (
+                "convert",
+                row.name,
+                "decode only, one core",
+                "x_real_time",
+                f"{row.decode_only_speed:.1f}",
+            ),
+        ]
+    for mem in memory_rows:
+        hours = f"{mem.audio_seconds / 3600:.2f} h file"
+        records.append(("memory", hours, mem.name, "peak_rss_mb", f"{mem.peak_rss_mb:.0f}"))
+    for row in shard_rows:
+        records.append(("shard", "converted set", row.name, "seconds", f"{row.seconds:.2f}"))
+        records.append(("shard", "converted set", row.name, "disk_bytes", row.disk_bytes))
+    for r in loader_rows:
+        method = f"{r.parallelism}, batch {r.batch_size}, {r.dtype}"
+        records.append(("loader", r.name, method, "samples_per_s", f"{r.samples_per_second:.1f}"))
+        records.append(
+            ("loader", r.name, method, "audio_seconds_per_s", f"{r.audio_seconds_per_second:.1f}")
+        )
+    records.append(
+        (
+            "loader",
+            "page-cache ceiling",
+            "numpy fancy index, batch 32",
+            "samples_per_s",
+            f"{ceiling:.1f}",
+        )
+    )
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["step", "set", "method", "metric", "value", *machine])
-        for row in convert_rows:
-            for method, value in (
-                ("prep convert", row.prep_speed),
-                ("ffmpeg per file", row.ffmpeg_speed),
-                ("decode only, one core", row.decode_only_speed),
-            ):
-                writer.writerow(
-                    ["convert", row.name, method, "x_real_time", f"{value:.1f}", *machine.values()]
-                )
-        for mem in memory_rows:
-            writer.writerow(
-                ["memory", f"{mem.audio_seconds / 3600:.2f} h file", mem.name, "peak_rss_mb"]
-                + [f"{mem.peak_rss_mb:.0f}", *machine.values()]
-            )
-        for row in shard_rows:
-            writer.writerow(
-                [
-                    "shard",
-                    "converted set",
-                    row.name,
-                    "seconds",
-                    f"{row.seconds:.2f}",
-                    *machine.values(),
-                ]
-            )
-            writer.writerow(
-                [
-                    "shard",
-                    "converted set",
-                    row.name,
-                    "disk_bytes",
-                    row.disk_bytes,
-                    *machine.values(),
-                ]
-            )
+        for record in records:
+            writer.writerow([*record, *machine.values()])
 
 
 def convert_table(rows: list[ConvertRow], jobs: int) -> str:
