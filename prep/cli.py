@@ -253,8 +253,9 @@ def stats(path, as_json, bins) -> None:
 @click.option("--quick", "mode", flag_value="quick", help="A tiny corpus, one repeat (seconds).")
 @click.option("--full", "mode", flag_value="full", help="Three repeats.")
 @click.option("-j", "--jobs", type=int, default=0, help="Parallelism for both sides [all cores].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @_verbosity
-def bench(src, out, mode, jobs, quiet, verbose) -> None:
+def bench(src, out, mode, jobs, device, quiet, verbose) -> None:
     """Measure convert speed and memory on this machine; write OUT/report.md."""
     from pathlib import Path
 
@@ -262,7 +263,11 @@ def bench(src, out, mode, jobs, quiet, verbose) -> None:
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
     options = BenchOptions(
-        out=Path(out), src=Path(src) if src else None, mode=mode or "default", jobs=jobs
+        out=Path(out),
+        src=Path(src) if src else None,
+        mode=mode or "default",
+        jobs=jobs,
+        device=device,
     )
     report, table = run_bench(options)
     click.echo(table)

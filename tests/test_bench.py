@@ -11,6 +11,7 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     out = tmp_path / "bench"
     proc = run_prep("bench", "--quick", "--out", str(out), "-q", check=True)
     assert f"report: {out / 'report.md'}" in proc.stdout
+    assert "train from **" in proc.stdout and "| format | best samples/s |" in proc.stdout
     with open(out / "results.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     convert_rows = [r for r in rows if r["step"] == "convert"]
@@ -20,7 +21,8 @@ def test_quick_bench_writes_results_and_report(tmp_path):
         "ffmpeg per file",
         "decode only, one core",
     }
-    assert all(float(r["value"]) > 0 and int(r["cpu_count"]) >= 1 for r in rows)
+    assert all(int(r["cpu_count"]) >= 1 for r in rows)
+    assert all(float(r["value"]) > 0 for r in rows if r["metric"] != "stall_percent")
     memory = {r["method"]: float(r["value"]) for r in rows if r["step"] == "memory"}
     assert set(memory) == {
         "prep convert -j 1 (blocks)",
@@ -43,6 +45,18 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Recommendation" in report and "train from **" in report
     assert "## Loaders" in report and "| 2 threads |" in report
+    steps = [r for r in rows if r["step"] == "step" and r["metric"] == "stall_percent"]
+    assert {r["set"] for r in steps} == {"linear autoencoder", "conv classifier on log-mel"}
+    assert len(steps) >= 7 and all(0.0 <= float(r["value"]) <= 100.0 for r in steps)
+    assert "## Training steps" in report and "| data stall |" in report
+    for png in (
+        "throughput_by_workers",
+        "throughput_by_batch_size",
+        "throughput_by_format",
+        "data_stall",
+    ):
+        assert (out / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({png}.png)" in report
     assert "## Shard" in report and "| 4 audio formats, one call, from original audio |" in report
     assert "| clips | 24 |" in report and "Peak memory" in report
     assert not (out / "work").exists()
@@ -54,5 +68,6 @@ def test_bench_on_your_own_audio(tmp_path):
         make_file(src / f"a{i}.flac", seconds=1.0)
     out = tmp_path / "bench"
     proc = run_prep("bench", "--quick", "--src", str(src), "--out", str(out), check=True)
-    assert "| your audio | 3 |" in proc.stdout
+    assert "train from **" in proc.stdout
+    assert "| your audio | 3 |" in (out / "report.md").read_text(encoding="utf-8")
     assert not (out / "corpus").exists()

@@ -45,6 +45,7 @@ def _loader(dataset: Dataset, batch_size: int, workers: int):
         shuffle=shuffle,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,  # a small set read twice must not fork workers again
         pin_memory=torch.cuda.is_available(),
     )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from loaders import ThreadedLoader, batch_loader
 from prep.bench.convert_bench import ConvertRow, MemoryRow, measure_memory, measure_set
 from prep.bench.loader_bench import (
     LoaderRow,
@@ -19,12 +21,21 @@ from prep.bench.loader_bench import (
     raw_ceiling,
     recommendation,
 )
+from prep.bench.plots import plot_all
 from prep.bench.shard_bench import (
     ShardRow,
     ensure_converted,
     ensure_shards,
     measure_shard,
     shard_table,
+)
+from prep.bench.step_bench import (
+    LinearAutoencoder,
+    MelClassifier,
+    MelInWorkers,
+    StepRow,
+    measure_steps,
+    step_table,
 )
 from prep.democorpus import CorpusSpec, make_corpus, make_two_hour_file
 from prep.parallel import default_jobs
@@ -42,6 +53,18 @@ class BenchOptions:
     src: Path | None = None
     mode: str = "default"  # quick | default | full
     jobs: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    @property
+    def steps(self) -> int:
+        return {"quick": 4, "default": 15, "full": 40}[self.mode]
 
     @property
     def repeats(self) -> int:
@@ -88,6 +111,7 @@ def write_results(
     shard_rows: list[ShardRow],
     loader_rows: list[LoaderRow],
     ceiling: float,
+    step_rows: list[StepRow],
 ) -> None:
     """``results.csv``: one row per measured figure, each with the machine's description."""
     machine = _machine()
@@ -125,6 +149,10 @@ def write_results(
             f"{ceiling:.1f}",
         )
     )
+    for r in step_rows:
+        records.append(("step", r.consumer, r.loader, "ideal_ms", f"{r.ideal_ms:.2f}"))
+        records.append(("step", r.consumer, r.loader, "actual_ms", f"{r.actual_ms:.2f}"))
+        records.append(("step", r.consumer, r.loader, "stall_percent", f"{100 * r.stall:.1f}"))
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["step", "set", "method", "metric", "value", *machine])
@@ -163,6 +191,8 @@ def write_report(
     shard_rows: list[ShardRow],
     loader_rows: list[LoaderRow],
     ceiling: float,
+    step_rows: list[StepRow],
+    plots: list[Path],
 ) -> Path:
     machine = _machine()
     jobs = options.jobs or default_jobs()
@@ -209,6 +239,22 @@ batch at a time (`loaders.batch_loader`); "int16" transport hands the batch over
 and its conversion to float32 is the device's step. The raw ceiling, numpy reading the
 same bytes from page cache in random batches of 32, is {ceiling:.0f} samples/s: the best
 loader reaches {100 * top.samples_per_second / ceiling:.0f}% of it.
+
+![throughput by format](throughput_by_format.png)
+![throughput by workers](throughput_by_workers.png)
+![throughput by batch size](throughput_by_batch_size.png)
+
+## Training steps: how much of each step waits for data
+
+{step_table(step_rows)}
+
+Device: {options.resolved_device()}. Batch 32; each loader at its best setting above.
+"Ideal" is the same step with the batch (and its features) already in device memory;
+data stall = 1 - ideal / actual. The autoencoder (80,000 -> 13 -> 80,000, about 2.1 M
+parameters) keeps the model cheap, so stalls show; the classifier needs log-mel, made
+ahead of time, after batching on the device, or per item in CPU workers.
+
+![data stall](data_stall.png)
 """
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
@@ -234,6 +280,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     converted = ensure_converted(corpus_root, out / "converted", jobs)
     shard_rows = measure_shard(converted, corpus_root, work / "shard", jobs)
     shutil.rmtree(work, ignore_errors=True)
+    device = options.resolved_device()
     log.info("measuring loaders")
     shards = ensure_shards(converted, out / "shards", jobs)
     originals = corpus_root / "clips" if (corpus_root / "clips").exists() else corpus_root
@@ -243,16 +290,77 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
         workers,
         batch_sizes,
         options.repeats,
+        device=device,
         max_seconds=seconds,
     )
     ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
-    write_results(out, convert_rows, memory_rows, shard_rows, loader_rows, ceiling)
-    report = write_report(out, options, convert_rows, memory_rows, shard_rows, loader_rows, ceiling)
+    log.info("measuring training steps")
+    step_rows = measure_training(shards, originals, loader_rows, device, options.steps)
+    plots = plot_all(out, loader_rows, step_rows)
+    write_results(out, convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows)
+    report = write_report(
+        out, options, convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows, plots
+    )
     summary = loader_tables(loader_rows).split("\n\n")[0]
-    tables = [
-        convert_table(convert_rows, jobs),
-        shard_table(shard_rows),
-        summary,
-        recommendation(loader_rows, default_jobs()),
-    ]
-    return report, "\n\n".join(tables)
+    return report, summary + "\n\n" + recommendation(loader_rows, default_jobs())
+
+
+def _loader_for(row: LoaderRow, dataset, batch_size: int = 32):
+    """The loader a sweep row describes, at the training batch size."""
+    if row.threads:
+        return ThreadedLoader(
+            dataset, batch_size, num_threads=row.workers, prefetch=4, shuffle=True
+        )
+    return batch_loader(
+        dataset,
+        batch_size,
+        shuffle=True,
+        num_workers=row.workers,
+        prefetch_factor=4 if row.workers else None,
+        persistent_workers=row.workers > 0,  # a new epoch must not fork workers again
+    )
+
+
+def measure_training(
+    shards: Path, originals: Path, loader_rows: list[LoaderRow], device: str, steps: int
+) -> list[StepRow]:
+    """Both consumers, each loader at its best setting from the sweep, batch 32."""
+    best = best_rows(loader_rows)
+    builders = dataset_builders(shards, originals)
+    fmt = json.loads((shards / "mel" / "format.json").read_text(encoding="utf-8"))
+    audio = {
+        f"{name} ({row.parallelism}, {row.dtype})": _loader_for(row, builders[name](row.dtype))
+        for name, row in best.items()
+        if not name.startswith("mel")
+    }
+    segment = fmt["segment_samples"]
+    rows = measure_steps(
+        "linear autoencoder", lambda: LinearAutoencoder(segment), audio, device, steps
+    )
+    mel_name = "mel (precomputed .npy)"
+    mel_row, memmap_row = best[mel_name], best["memmap"]
+    after_batching = f"memmap, mel after batching on {device}"
+    mel_loaders = {
+        f"precomputed mel ({mel_row.parallelism})": _loader_for(
+            mel_row, builders[mel_name]("float32")
+        ),
+        after_batching: _loader_for(memmap_row, builders["memmap"](memmap_row.dtype)),
+        f"memmap, CPU mel in {default_jobs()} workers": batch_loader(
+            MelInWorkers(builders["memmap"]("float32"), fmt["mel"]),
+            32,
+            shuffle=True,
+            num_workers=default_jobs(),
+            prefetch_factor=4,
+            persistent_workers=True,
+        ),
+    }
+    rows += measure_steps(
+        "conv classifier on log-mel",
+        MelClassifier,
+        mel_loaders,
+        device,
+        steps,
+        mel=fmt["mel"],
+        mel_after_batching={after_batching},
+    )
+    return rows
