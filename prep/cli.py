@@ -254,8 +254,9 @@ def stats(path, as_json, bins) -> None:
 @click.option("--full", "mode", flag_value="full", help="Three repeats.")
 @click.option("-j", "--jobs", type=int, default=0, help="Parallelism for both sides [all cores].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--cold", is_flag=True, help="Drop the files' cached pages before each timed run.")
 @_verbosity
-def bench(src, out, mode, jobs, device, quiet, verbose) -> None:
+def bench(src, out, mode, jobs, device, cold, quiet, verbose) -> None:
     """Measure convert speed and memory on this machine; write OUT/report.md."""
     from pathlib import Path
 
@@ -268,6 +269,7 @@ def bench(src, out, mode, jobs, device, quiet, verbose) -> None:
         mode=mode or "default",
         jobs=jobs,
         device=device,
+        cold=cold,
     )
     report, table = run_bench(options)
     click.echo(table)

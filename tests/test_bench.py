@@ -44,6 +44,7 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     } <= methods
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Recommendation" in report and "train from **" in report
+    assert "Page cache: warm:" in report
     assert "## Loaders" in report and "| 2 threads |" in report
     steps = [r for r in rows if r["step"] == "step" and r["metric"] == "stall_percent"]
     assert {r["set"] for r in steps} == {"linear autoencoder", "conv classifier on log-mel"}
@@ -67,7 +68,8 @@ def test_bench_on_your_own_audio(tmp_path):
     for i in range(3):
         make_file(src / f"a{i}.flac", seconds=1.0)
     out = tmp_path / "bench"
-    proc = run_prep("bench", "--quick", "--src", str(src), "--out", str(out), check=True)
+    proc = run_prep("bench", "--quick", "--cold", "--src", str(src), "--out", str(out), check=True)
     assert "train from **" in proc.stdout
-    assert "| your audio | 3 |" in (out / "report.md").read_text(encoding="utf-8")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| your audio | 3 |" in report and "Page cache: cold:" in report
     assert not (out / "corpus").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from loaders.decode import open_audio, quiet_native_stderr
 from loaders.ffmpeg import ffmpeg_executable
+from prep.bench.cache import prepare
 from prep.sources import discover
 
 
@@ -42,14 +43,6 @@ class MemoryRow:
     name: str
     audio_seconds: float
     peak_rss_mb: float
-
-
-def _read_all(paths: list[Path]) -> None:
-    """Bring the files into the page cache so both methods start warm."""
-    for path in paths:
-        with open(path, "rb") as fh:
-            while fh.read(1 << 20):
-                pass
 
 
 def audio_seconds(paths: list[Path]) -> float:
@@ -100,13 +93,16 @@ def decode_only_speed(paths: list[Path]) -> float:
     return seconds / max(time.process_time() - started, 1e-9)
 
 
-def measure_set(name: str, root: Path, work: Path, jobs: int, repeats: int) -> ConvertRow:
+def measure_set(
+    name: str, root: Path, work: Path, jobs: int, repeats: int, cold: bool = False
+) -> ConvertRow:
     paths = [s.path for s in discover(root)]
     seconds = audio_seconds(paths)
-    _read_all(paths)
     prep_times, ffmpeg_times = [], []
     for _ in range(repeats):
+        prepare(cold, root)
         prep_times.append(run_prep_convert(root, work / "prep", jobs))
+        prepare(cold, root)
         ffmpeg_times.append(run_ffmpeg_per_file(paths, root, work / "ffmpeg", jobs))
     shutil.rmtree(work, ignore_errors=True)
     return ConvertRow(

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from loaders import ThreadedLoader, batch_loader, open_dataset, to_device
+from prep.bench.cache import drop
 
 
 @dataclass
@@ -85,16 +86,21 @@ def measure_loaders(
     device: str = "cpu",
     max_seconds: float = 1.5,
     threads: int = 2,
+    cold_roots: tuple[Path, ...] = (),
 ) -> list[LoaderRow]:
     """``sets`` maps a name to a function building its dataset for a dtype (or None if the
     name does not take that dtype). Map-style sets are also timed with ``threads`` threads
-    (:class:`~loaders.threaded.ThreadedLoader`) at the largest batch size."""
+    (:class:`~loaders.threaded.ThreadedLoader`) at the largest batch size. With
+    ``cold_roots``, those files' cached pages are dropped before every timed run."""
     rows = []
 
+    def timed(make, b: int, n: int) -> tuple[float, float]:
+        if cold_roots:
+            drop(*cold_roots)
+        return time_loader(make(), device, max_seconds, max(4, n // b))
+
     def record(name, dtype, w, b, make, is_threads=False):
-        runs = [
-            time_loader(make(), device, max_seconds, max(2, n // b - 1)) for _ in range(repeats)
-        ]
+        runs = [timed(make, b, n) for _ in range(repeats)]
         speed = statistics.median(r[0] for r in runs)
         audio = statistics.median(r[1] for r in runs)
         rows.append(LoaderRow(name, dtype, w, b, speed, audio, repeats, is_threads))

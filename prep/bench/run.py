@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loaders import ThreadedLoader, batch_loader
+from prep.bench.cache import describe, warm
 from prep.bench.convert_bench import ConvertRow, MemoryRow, measure_memory, measure_set
 from prep.bench.loader_bench import (
     LoaderRow,
@@ -54,6 +55,7 @@ class BenchOptions:
     mode: str = "default"  # quick | default | full
     jobs: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    cold: bool = False  # drop the files' cached pages before each timed run
 
     def resolved_device(self) -> str:
         import torch
@@ -204,8 +206,8 @@ def write_report(
 {recommendation(loader_rows, machine["cpu_count"])}
 
 Machine: {machine["cpu_count"]} cores ({machine["machine"]}), Python {machine["python"]}.
-Mode: {options.mode}; every figure below comes from this run. Files are read once before
-timing (warm page cache); each method ran {options.repeats} time(s), alternated, median shown.
+Mode: {options.mode}; every figure below comes from this run. Page cache: {describe(options.cold)}.
+Each method ran {options.repeats} time(s), alternated, median shown.
 Speeds are audio-seconds converted per wall-second ("x real time").
 
 ## Convert: `prep convert` against one ffmpeg process per file
@@ -234,7 +236,7 @@ written by one call (each source decoded once) or by one call each (decoded four
 
 Every loader reads the same segments (the on-the-fly baseline decodes the original files
 they came from and crops 5 s). Timing starts after each loader's first batch (worker
-start-up and warm-up are not counted); the page cache is warm. Memmap and HDF5 are read a
+start-up and warm-up are not counted); page cache as stated above. Memmap and HDF5 are read a
 batch at a time (`loaders.batch_loader`); "int16" transport hands the batch over as int16,
 and its conversion to float32 is the device's step. The raw ceiling, numpy reading the
 same bytes from page cache in random batches of 32, is {ceiling:.0f} samples/s: the best
@@ -271,7 +273,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     convert_rows = []
     for name, root in sets:
         log.info("measuring convert: %s", name)
-        convert_rows.append(measure_set(name, root, work, jobs, options.repeats))
+        convert_rows.append(measure_set(name, root, work, jobs, options.repeats, options.cold))
     memory_rows = []
     if long_file is not None:
         log.info("measuring peak memory on %s", long_file.name)
@@ -285,6 +287,8 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     shards = ensure_shards(converted, out / "shards", jobs)
     originals = corpus_root / "clips" if (corpus_root / "clips").exists() else corpus_root
     workers, batch_sizes, seconds = options.loader_grid()
+    if not options.cold:
+        warm(shards, originals)
     loader_rows = measure_loaders(
         dataset_builders(shards, originals),
         workers,
@@ -292,6 +296,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
         options.repeats,
         device=device,
         max_seconds=seconds,
+        cold_roots=(shards, originals) if options.cold else (),
     )
     ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
     log.info("measuring training steps")
