@@ -54,11 +54,16 @@ def audio_seconds(paths: list[Path]) -> float:
     return total
 
 
+def prep_command(*args: str) -> list[str]:
+    """The ``prep`` command line, run by this interpreter, quiet."""
+    return [sys.executable, "-m", "prep.cli", *args, "-q"]
+
+
 def run_prep_convert(src: Path, out: Path, jobs: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "prep.cli", "convert", str(src), str(out), "-q"]
     started = time.perf_counter()
-    subprocess.run([*command, "-j", str(jobs)], check=True, capture_output=True)
+    command = prep_command("convert", str(src), str(out), "-j", str(jobs))
+    subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - started
 
 

@@ -106,16 +106,22 @@ def _sets(options: BenchOptions) -> tuple[list[tuple[str, Path]], Path | None, P
     return sets, long_file, corpus_root
 
 
-def write_results(
-    out: Path,
-    convert_rows: list[ConvertRow],
-    memory_rows: list[MemoryRow],
-    shard_rows: list[ShardRow],
-    loader_rows: list[LoaderRow],
-    ceiling: float,
-    step_rows: list[StepRow],
-) -> None:
+@dataclass
+class BenchResults:
+    """Everything one run measured; every report figure comes from here."""
+
+    convert: list[ConvertRow]
+    memory: list[MemoryRow]
+    shard: list[ShardRow]
+    loader: list[LoaderRow]
+    ceiling: float
+    steps: list[StepRow]
+
+
+def write_results(out: Path, results: BenchResults) -> None:
     """``results.csv``: one row per measured figure, each with the machine's description."""
+    convert_rows, memory_rows, shard_rows = results.convert, results.memory, results.shard
+    loader_rows, ceiling, step_rows = results.loader, results.ceiling, results.steps
     machine = _machine()
     records: list[tuple] = []
     for row in convert_rows:
@@ -185,17 +191,9 @@ def memory_table(rows: list[MemoryRow]) -> str:
     return "\n".join(lines)
 
 
-def write_report(
-    out: Path,
-    options: BenchOptions,
-    convert_rows: list[ConvertRow],
-    memory_rows: list[MemoryRow],
-    shard_rows: list[ShardRow],
-    loader_rows: list[LoaderRow],
-    ceiling: float,
-    step_rows: list[StepRow],
-    plots: list[Path],
-) -> Path:
+def write_report(out: Path, options: BenchOptions, results: BenchResults) -> Path:
+    convert_rows, memory_rows, shard_rows = results.convert, results.memory, results.shard
+    loader_rows, ceiling, step_rows = results.loader, results.ceiling, results.steps
     machine = _machine()
     jobs = options.jobs or default_jobs()
     top = max(best_rows(loader_rows).values(), key=lambda r: r.samples_per_second)
@@ -301,11 +299,10 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
     log.info("measuring training steps")
     step_rows = measure_training(shards, originals, loader_rows, device, options.steps)
-    plots = plot_all(out, loader_rows, step_rows)
-    write_results(out, convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows)
-    report = write_report(
-        out, options, convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows, plots
-    )
+    results = BenchResults(convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows)
+    plot_all(out, loader_rows, step_rows)
+    write_results(out, results)
+    report = write_report(out, options, results)
     summary = loader_tables(loader_rows).split("\n\n")[0]
     return report, summary + "\n\n" + recommendation(loader_rows, default_jobs())
 

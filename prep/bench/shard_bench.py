@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from prep.bench.convert_bench import prep_command
 
 FORMATS = ("segments", "mel", "webdataset", "hdf5", "memmap")
 
@@ -31,53 +32,38 @@ def folder_bytes(folder: Path) -> int:
 
 def ensure_converted(corpus: Path, converted: Path, jobs: int) -> Path:
     """The demo corpus converted once (a rerun skips what is done)."""
-    command = [sys.executable, "-m", "prep.cli", "convert", str(corpus), str(converted), "-q"]
-    subprocess.run([*command, "-j", str(jobs)], check=True, capture_output=True)
+    command = prep_command("convert", str(corpus), str(converted), "-j", str(jobs))
+    subprocess.run(command, check=True, capture_output=True)
     return converted
 
 
-def ensure_shards(converted: Path, out: Path, jobs: int, segment: str = "5s") -> Path:
-    """The converted set in every format, kept for the loader benchmark (reruns skip it)."""
-    command = [
-        sys.executable,
-        "-m",
-        "prep.cli",
+def _shard_command(src: Path, out: Path, formats: tuple[str, ...], segment: str, jobs: int):
+    return prep_command(
         "shard",
-        str(converted),
+        str(src),
         str(out),
-        "-q",
-        "--segment",
-        segment,
-        "--format",
-        ",".join(FORMATS),
-        "-j",
-        str(jobs),
-    ]
-    subprocess.run(command, check=True, capture_output=True)
-    return out
-
-
-def _run_shard(
-    converted: Path, out: Path, formats: tuple[str, ...], segment: str, jobs: int
-) -> float:
-    shutil.rmtree(out, ignore_errors=True)
-    command = [
-        sys.executable,
-        "-m",
-        "prep.cli",
-        "shard",
-        str(converted),
-        str(out),
-        "-q",
         "--segment",
         segment,
         "--format",
         ",".join(formats),
         "-j",
         str(jobs),
-    ]
-    started = time.perf_counter()
+    )
+
+
+def ensure_shards(converted: Path, out: Path, jobs: int, segment: str = "5s") -> Path:
+    """The converted set in every format, kept for the loader benchmark (reruns skip it)."""
+    command = _shard_command(converted, out, FORMATS, segment, jobs)
     subprocess.run(command, check=True, capture_output=True)
+    return out
+
+
+def _run_shard(src: Path, out: Path, formats: tuple[str, ...], segment: str, jobs: int) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    subprocess.run(
+        _shard_command(src, out, formats, segment, jobs), check=True, capture_output=True
+    )
     return time.perf_counter() - started
 
 
