@@ -3,6 +3,7 @@ as in the wav2vec data-loading experiments), best throughput per format, data st
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,8 +53,8 @@ def plot_all(out: Path, loader_rows: list[LoaderRow], step_rows: list[StepRow]) 
         ),
     ]
     best = sorted(best_rows(loader_rows).values(), key=lambda r: r.samples_per_second)
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(best)))
-    ax.barh([r.name for r in best], [r.samples_per_second for r in best])
+    fig, ax = plt.subplots(figsize=(10, 0.8 + 0.5 * len(best)))
+    ax.barh([textwrap.fill(r.name, 40) for r in best], [r.samples_per_second for r in best])
     ax.set_xscale("log")
     ax.set_xlabel("samples/s (best setting of each)")
     fig.tight_layout()
@@ -61,8 +62,8 @@ def plot_all(out: Path, loader_rows: list[LoaderRow], step_rows: list[StepRow]) 
     plt.close(fig)
     paths.append(out / "throughput_by_format.png")
     if step_rows:
-        fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(step_rows)))
-        labels = [f"{r.consumer}: {r.loader}" for r in step_rows]
+        fig, ax = plt.subplots(figsize=(10, 0.8 + 0.6 * len(step_rows)))
+        labels = [textwrap.fill(f"{r.consumer}: {r.loader}", 48) for r in step_rows]
         ax.barh(labels, [100 * r.stall for r in step_rows])
         ax.set_xlabel("data stall, % of step time")
         ax.set_xlim(0, 100)
