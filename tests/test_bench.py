@@ -21,7 +21,7 @@ def test_quick_bench_writes_results_and_report(tmp_path):
         "ffmpeg per file",
         "decode only, one core",
     }
-    assert all(int(r["cpu_count"]) >= 1 for r in rows)
+    assert all(int(r["cpu_count"]) >= 1 and r["torch"] and r["device"] for r in rows)
     assert all(float(r["value"]) > 0 for r in rows if r["metric"] != "stall_percent")
     memory = {r["method"]: float(r["value"]) for r in rows if r["step"] == "memory"}
     assert set(memory) == {

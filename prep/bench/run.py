@@ -82,11 +82,17 @@ class BenchOptions:
         return sorted({0, 1, cores}), [1, 8, 32], 1.0
 
 
-def _machine() -> dict:
+def _machine(device: str) -> dict:
+    """What every results row carries, so figures from different machines are not mixed."""
+    import torch
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
     return {
         "cpu_count": default_jobs(),
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "torch": torch.__version__,
+        "device": f"{device} ({name})" if name else device,
     }
 
 
@@ -116,13 +122,14 @@ class BenchResults:
     loader: list[LoaderRow]
     ceiling: float
     steps: list[StepRow]
+    device: str
 
 
 def write_results(out: Path, results: BenchResults) -> None:
     """``results.csv``: one row per measured figure, each with the machine's description."""
     convert_rows, memory_rows, shard_rows = results.convert, results.memory, results.shard
     loader_rows, ceiling, step_rows = results.loader, results.ceiling, results.steps
-    machine = _machine()
+    machine = _machine(results.device)
     records: list[tuple] = []
     for row in convert_rows:
         records += [
@@ -194,7 +201,7 @@ def memory_table(rows: list[MemoryRow]) -> str:
 def write_report(out: Path, options: BenchOptions, results: BenchResults) -> Path:
     convert_rows, memory_rows, shard_rows = results.convert, results.memory, results.shard
     loader_rows, ceiling, step_rows = results.loader, results.ceiling, results.steps
-    machine = _machine()
+    machine = _machine(results.device)
     jobs = options.jobs or default_jobs()
     top = max(best_rows(loader_rows).values(), key=lambda r: r.samples_per_second)
     text = f"""# audioprep benchmark
@@ -203,7 +210,8 @@ def write_report(out: Path, options: BenchOptions, results: BenchResults) -> Pat
 
 {recommendation(loader_rows, machine["cpu_count"])}
 
-Machine: {machine["cpu_count"]} cores ({machine["machine"]}), Python {machine["python"]}.
+Machine: {machine["cpu_count"]} cores ({machine["machine"]}), Python {machine["python"]},
+torch {machine["torch"]}, device {machine["device"]}.
 Mode: {options.mode}; every figure below comes from this run. Page cache: {describe(options.cold)}.
 Each method ran {options.repeats} time(s), alternated, median shown.
 Speeds are audio-seconds converted per wall-second ("x real time").
@@ -299,7 +307,9 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
     log.info("measuring training steps")
     step_rows = measure_training(shards, originals, loader_rows, device, options.steps)
-    results = BenchResults(convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows)
+    results = BenchResults(
+        convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows, device
+    )
     plot_all(out, loader_rows, step_rows)
     write_results(out, results)
     report = write_report(out, options, results)
