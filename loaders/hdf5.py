@@ -2,8 +2,8 @@
 
 The file is opened lazily in each process (an h5py handle must never cross a fork), kept
 for the dataset's life in that process, and closed with :meth:`close` (or by h5py when the
-dataset is collected). ``__getitems__`` reads a batch of fixed-length rows with one
-sorted selection.
+dataset is collected). Batches of fixed-length rows (``read_batch``, ``__getitems__``) are
+read row by row in file order: h5py's fancy selection of many rows is about 70 times slower.
 """
 
 from __future__ import annotations
@@ -77,38 +77,36 @@ class HDF5Dataset(Dataset):
                 mel = f["mel"][:, m0:m1]
         return self._sample(entry, audio, mel)
 
-    def read_batch(self, indices: list[int], mask: bool = True) -> dict:
-        """The batch for ``indices`` (pad_collate's shape), rows read in file order."""
-        if not self.fixed:
-            return pad_collate(self.__getitems__(indices))
+    def _read_rows(self, entries: list[dict]) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Fixed-length audio rows ``[B, T]`` and stored mel for ``entries``, in file order."""
         f = self.file
-        audio_ds = f["audio"]
-        entries = [self.entries[i] for i in indices]
+        audio_ds, mel_ds = f["audio"], (f["mel"] if self.with_mel else None)
         block = np.empty((len(entries), audio_ds.shape[1]), dtype=np.int16)
+        mels: list[np.ndarray | None] = [None] * len(entries)
         for j in sorted(range(len(entries)), key=lambda j: entries[j]["row"]):
             block[j] = audio_ds[entries[j]["row"]]
+            if mel_ds is not None:
+                mels[j] = mel_ds[entries[j]["row"]]
+        return block, mels
+
+    def read_batch(self, indices: list[int], mask: bool = True) -> dict:
+        """The batch for ``indices`` (pad_collate's shape)."""
+        if not self.fixed:
+            return pad_collate(self.__getitems__(indices))
+        entries = [self.entries[i] for i in indices]
+        block, mels = self._read_rows(entries)
         batch = batch_from_rows(block, entries, self.sample_rate, self.dtype, mask)
         if self.with_mel:
-            mel_ds = f["mel"]
-            mels = [torch.from_numpy(from_storage(mel_ds[e["row"]], e)) for e in entries]
-            batch["mel"] = torch.stack(mels)
-            batch["mel_lengths"] = torch.tensor([m.shape[-1] for m in mels])
+            stored = [
+                torch.from_numpy(from_storage(m, e)) for m, e in zip(mels, entries, strict=True)
+            ]
+            batch["mel"] = torch.stack(stored)
+            batch["mel_lengths"] = torch.tensor([m.shape[-1] for m in stored])
         return batch
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
-        """A batch of fixed-length rows, read one by one in file order.
-
-        h5py's fancy selection of many rows is about 70 times slower than that.
-        """
         if not self.fixed:
             return [self[i] for i in indices]
-        f = self.file
-        audio_ds, mel_ds = f["audio"], (f["mel"] if self.with_mel else None)
-        rows = {self.entries[i]["row"] for i in indices}
-        audio = {r: audio_ds[r] for r in sorted(rows)}
-        mel = {r: mel_ds[r] for r in sorted(rows)} if mel_ds is not None else {}
-        batch = []
-        for i in indices:
-            entry = self.entries[i]
-            batch.append(self._sample(entry, audio[entry["row"]], mel.get(entry["row"])))
-        return batch
+        entries = [self.entries[i] for i in indices]
+        block, mels = self._read_rows(entries)
+        return [self._sample(e, row, m) for e, row, m in zip(entries, block, mels, strict=True)]

@@ -1,8 +1,8 @@
 """Reader for ``prep shard --format memmap``: one int16 ``[N, T]`` array, memory-mapped.
 
-The array is opened lazily in each process (never inherited across fork). ``__getitems__``
-reads a whole batch with one sorted fancy-index slice, which the DataLoader uses when
-batching automatically.
+The array is opened lazily in each process (never inherited across fork). A batch
+(``read_batch``, or ``__getitems__`` which the DataLoader uses when batching automatically)
+is one fancy-index read.
 """
 
 from __future__ import annotations
@@ -49,20 +49,17 @@ class MemmapDataset(Dataset):
         row = np.array(self.array[entry["row"]])  # a copy: detached from the read-only map
         return make_sample(entry, self.sample_rate, audio=audio_tensor(row, self.dtype))
 
+    def _rows(self, indices: list[int]) -> np.ndarray:
+        """The int16 rows ``[B, T]`` for ``indices``, as one in-memory copy."""
+        return self.array[np.array([self.entries[i]["row"] for i in indices])]
+
     def read_batch(self, indices: list[int], mask: bool = True) -> dict:
         """The batch for ``indices`` (pad_collate's shape) from one fancy-index read."""
-        block = self.array[np.array([self.entries[i]["row"] for i in indices])]
         entries = [self.entries[i] for i in indices]
-        return batch_from_rows(block, entries, self.sample_rate, self.dtype, mask)
+        return batch_from_rows(self._rows(indices), entries, self.sample_rate, self.dtype, mask)
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
-        rows = [self.entries[i]["row"] for i in indices]
-        order = np.argsort(rows)
-        block = self.array[np.asarray(rows)[order]]  # one sorted read for the batch
-        batch: list[dict] = [{}] * len(indices)
-        for position, i in enumerate(order):
-            entry = self.entries[indices[i]]
-            batch[i] = make_sample(
-                entry, self.sample_rate, audio=audio_tensor(block[position], self.dtype)
-            )
-        return batch
+        return [
+            make_sample(self.entries[i], self.sample_rate, audio=audio_tensor(row, self.dtype))
+            for i, row in zip(indices, self._rows(indices), strict=True)
+        ]
