@@ -14,16 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loaders.decode import DecodeError, load_mono
-
-_AUDIO = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus")
+from loaders.decode import DecodeError, is_audio_name, load_mono
 
 
 class NoiseBank:
     """Every noise file in a folder, decoded once to float32 at ``sample_rate``, in RAM."""
 
     def __init__(self, folder: str | Path, sample_rate: int = 16000) -> None:
-        paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _AUDIO)
+        paths = sorted(p for p in Path(folder).rglob("*") if is_audio_name(p.name))
         self.clips: list[np.ndarray] = []
         for path in paths:
             try:

@@ -26,6 +26,16 @@ from loaders.ffmpeg import FfmpegError, FfmpegStream, ffmpeg_version
 Decoder = Literal["auto", "soundfile", "ffmpeg"]
 ChannelMode = Literal["mix", "first"]
 DECODERS: tuple[str, ...] = ("auto", "soundfile", "ffmpeg")
+AUDIO_EXTENSIONS: tuple[str, ...] = ("mp3", "ogg", "oga", "opus", "flac", "wav")
+"""What a folder walk picks up, case-insensitively (decoding itself goes by content)."""
+
+
+def is_audio_name(name: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a file name has one of the audio extensions (or one of ``extra``)."""
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return suffix in AUDIO_EXTENSIONS or suffix in {e.lower().lstrip(".") for e in extra}
+
+
 CHANNEL_MODES: tuple[str, ...] = ("mix", "first")
 RESAMPLE_QUALITIES: tuple[str, ...] = ("LQ", "MQ", "HQ", "VHQ")
 

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from loaders.decode import load_mono, to_int16
+from loaders.decode import is_audio_name, load_mono, to_int16
 from loaders.sample import audio_tensor, check_dtype, make_sample
 from manifests import iter_manifest, resolve_audio_path
 
-AUDIO_EXTENSIONS = (".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav")
 CACHE_MODES = ("none", "process", "shared")
 
 
@@ -33,9 +32,7 @@ def _list_sources(src: Path) -> list[dict]:
             {**e, "path": str(resolve_audio_path(src, e)), "key": e.get("key", e["audio_filepath"])}
             for e in iter_manifest(src)
         ]
-    paths = sorted(
-        p for p in src.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-    )
+    paths = sorted(p for p in src.rglob("*") if is_audio_name(p.name) and p.is_file())
     return [{"path": str(p), "key": p.relative_to(src).as_posix()} for p in paths]
 
 

@@ -8,9 +8,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from loaders.decode import is_audio_name
 from manifests import Entry, iter_manifest, resolve_audio_path
 
-AUDIO_EXTENSIONS: tuple[str, ...] = ("mp3", "ogg", "oga", "opus", "flac", "wav")
 TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
 
 
@@ -36,10 +36,6 @@ def source_root(src: Path) -> Path:
     return src.parent if is_manifest(src) else src
 
 
-def _normalise_extensions(extra: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(e.lower().lstrip(".") for e in AUDIO_EXTENSIONS + tuple(extra))
-
-
 def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()) -> list[Source]:
     """All audio sources under SRC (or listed by a manifest), sorted by relative path.
 
@@ -53,12 +49,11 @@ def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()
         return _from_manifest(src)
     if not src.is_dir():
         raise SourceError(f"{src}: not a folder or a .jsonl manifest")
-    extensions = _normalise_extensions(extra_extensions)
     found = []
     for dirpath, dirnames, filenames in os.walk(src, onerror=None):
         dirnames.sort()
         for name in filenames:
-            if name.rsplit(".", 1)[-1].lower() in extensions and "." in name:
+            if is_audio_name(name, extra_extensions):
                 path = Path(dirpath) / name
                 found.append(Source(path, path.relative_to(src).as_posix()))
     return sorted(found, key=lambda s: s.rel)
