@@ -20,6 +20,7 @@ AUDIOPREP_FIELDS = (
     "source",
     "source_size",
     "source_mtime_ns",
+    "source_sha256",
     "decoder",
     "decoder_version",
     "resampler",
@@ -39,6 +40,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,),
     "source_size": (int,),
     "source_mtime_ns": (int,),
+    "source_sha256": (str,),
     "sha256": (str,),
 }
 

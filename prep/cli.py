@@ -243,6 +243,32 @@ def stats(path, as_json, bins) -> None:
 
 
 @main.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.option(
+    "--sources",
+    type=click.Path(path_type=str),
+    default=None,
+    help="The SRC PATH was made from: also check the inputs did not change since.",
+)
+@_verbosity
+def verify(path, sources, quiet, verbose) -> None:
+    """Check every output in PATH against its manifest: present, readable, length, hash."""
+    from prep.verify import verify as run_verify
+
+    _setup_logging(-1 if quiet else (1 if verbose else 0))
+    try:
+        report = run_verify(path, sources)
+    except _USER_ERRORS as exc:
+        _fail(str(exc))
+    for problem in report.problems:
+        click.echo(problem)
+    if not report.ok:
+        log.warning(report.line())
+        sys.exit(1)
+    log.info(report.line())
+
+
+@main.command()
 @click.option(
     "--src",
     type=click.Path(exists=True, file_okay=False, path_type=str),

@@ -192,6 +192,8 @@ def convert_file(source: Source, out_path: Path, out_rel: str, options: ConvertO
                 raise _Skip(reason)
             digest = _sha256(tmp)
             size = tmp.stat().st_size
+    if stat:  # recorded so `prep verify --sources` can tell a changed source
+        stat["source_sha256"] = _sha256(source.path)
     entry: Entry = {
         "audio_filepath": out_rel,
         "duration": round(written / sr, 6),

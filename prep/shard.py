@@ -30,6 +30,7 @@ from prep.parallel import batch_by_size, default_jobs, run_batches
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
 from prep.sources import SourceError, discover, is_manifest
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
+from prep.writers.files import fingerprint_files
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,9 @@ def _shard_batch(
                     mel_shape=None if stored_mel is None else tuple(stored_mel.shape),
                 )
                 for name in item_formats:
-                    ITEM_WRITERS[name].write_item(out / name, meta, row, stored_mel, options)
+                    meta.hashes[name] = ITEM_WRITERS[name].write_item(
+                        out / name, meta, row, stored_mel, options
+                    )
                 if stage:
                     meta.staged = batch_name
                     meta.audio_at, meta.mel_at = audio_at, mel_at
@@ -384,8 +387,10 @@ def shard(
         writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
         if name in AGGREGATE_WRITERS:
             locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)
+            extra["files"] = fingerprint_files(folder, extra.get("shards") or [extra["file"]])
         else:
-            locations, extra = [writer.location(m) for m in items], {}
+            locations = [{**writer.location(m), "sha256": m.hashes[name]} for m in items]
+            extra = {}
         entries = []
         for meta, location in zip(items, locations, strict=True):
             entry = _common_fields(meta)

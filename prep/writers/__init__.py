@@ -33,6 +33,7 @@ class ItemMeta:
     fields: dict = field(default_factory=dict)
     mel_fields: dict = field(default_factory=dict)
     mel_shape: tuple[int, ...] | None = None
+    hashes: dict[str, str] = field(default_factory=dict)
     staged: str | None = None
     audio_at: int = 0
     mel_at: int = 0

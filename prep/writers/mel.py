@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
-from manifests import atomic_path
 from prep.segmenting import key_folder
+from prep.writers.files import write_once
 
 
 def relative_path(meta) -> str:
@@ -18,9 +19,8 @@ def location(meta) -> dict:
     return {"mel_filepath": relative_path(meta)}
 
 
-def write_item(folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options) -> None:
-    path = folder / relative_path(meta)
-    if path.exists():
-        return
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, mel)
+def write_item(folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options) -> str:
+    """Write the item's ``.npy`` (unless an earlier run did); return its sha256."""
+    buffer = io.BytesIO()
+    np.save(buffer, mel)
+    return write_once(folder / relative_path(meta), buffer.getvalue())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from manifests import atomic_path
-from prep.pcm import pcm16_writer
+from prep.pcm import encode_pcm16
 from prep.segmenting import key_folder
+from prep.writers.files import write_once
 
 
 def relative_path(meta) -> str:
@@ -19,9 +19,6 @@ def location(meta) -> dict:
     return {"audio_filepath": relative_path(meta)}
 
 
-def write_item(folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options) -> None:
-    path = folder / relative_path(meta)
-    if path.exists():  # written atomically by an earlier run with the same settings
-        return
-    with atomic_path(path) as tmp, pcm16_writer(tmp, "WAV", meta.sample_rate) as write:
-        write(row)
+def write_item(folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options) -> str:
+    """Write the item's WAV (unless an earlier run did); return its sha256."""
+    return write_once(folder / relative_path(meta), encode_pcm16(row, meta.sample_rate))

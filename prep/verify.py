@@ -1,0 +1,285 @@
+"""``prep verify``: check a folder written by ``prep convert`` or ``prep shard`` against
+what the run recorded, before hours of training find out the hard way.
+
+Every output is looked for, opened, measured and hashed: per-item files against their
+manifest line (``sha256``, length), aggregate files (shards, ``data.h5``, ``audio.npy``)
+against ``format.json`` (``files``: size and sha256) and their own structure. With
+``sources`` the inputs are compared with what was recorded of them when they were read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from manifests import Entry, ManifestError, iter_manifest
+from prep.sources import SourceError
+from prep.writers.files import file_digest
+
+
+@dataclass
+class VerifyReport:
+    """What was checked (items per folder) and every problem found, as ``path: reason``."""
+
+    checked: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        folders = ", ".join(f"{name or '.'}: {n} items" for name, n in self.checked.items())
+        verdict = "all good" if self.ok else f"{len(self.problems)} problems"
+        return f"verified {folders}; {verdict}"
+
+
+def verify(
+    path: str | os.PathLike[str], sources: str | os.PathLike[str] | None = None
+) -> VerifyReport:
+    """Check ``path``: a ``prep convert`` folder, a ``prep shard`` OUT or one format in it.
+
+    ``sources``: the SRC the folder was made from, to check the inputs did not change.
+    """
+    path = Path(path)
+    report = VerifyReport()
+    if not path.is_dir():
+        raise SourceError(f"{path}: no such folder")
+    formats = sorted(p.parent for p in path.glob("*/format.json")) + sorted(
+        p.parent for p in path.glob("*/.params.json") if not (p.parent / "format.json").exists()
+    )
+    if (path / "format.json").exists() or (path / ".params.json").exists():
+        formats = [path]
+    if formats:
+        for folder in formats:
+            name = folder.relative_to(path).as_posix() if folder != path else folder.name
+            _verify_format(folder, name, report)
+        if sources is not None:
+            _verify_shard_inputs(formats, Path(sources), report)
+    elif (path / "manifest.jsonl").exists():
+        _verify_converted(path, None if sources is None else Path(sources), report)
+    else:
+        raise SourceError(f"{path}: no manifest.jsonl or format.json: not written by prep")
+    return report
+
+
+def _entries(manifest: Path, report: VerifyReport, label: str) -> list[Entry]:
+    try:
+        return list(iter_manifest(manifest))
+    except FileNotFoundError:
+        report.problems.append(f"{label}: manifest.jsonl is missing")
+    except ManifestError as exc:
+        report.problems.append(f"{label}: {exc}")
+    return []
+
+
+def _check_file(path: Path, label: str, size: int | None, sha256: str | None) -> Iterator[str]:
+    """Present, of the recorded size, with the recorded content hash."""
+    try:
+        actual_size = path.stat().st_size
+    except FileNotFoundError:
+        yield f"{label}: missing"
+        return
+    if size is not None and actual_size != size:
+        yield f"{label}: {actual_size} bytes, the manifest says {size}"
+    elif sha256 is not None and file_digest(path) != sha256:
+        yield f"{label}: content differs from the recorded sha256 (corrupt or rewritten)"
+
+
+def _check_wav(path: Path, label: str, frames: int, sample_rate: int) -> Iterator[str]:
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        yield f"{label}: unreadable ({exc})"
+        return
+    if info.frames != frames:
+        yield f"{label}: {info.frames} samples, the manifest says {frames}"
+    if info.samplerate != sample_rate or info.channels != 1:
+        yield f"{label}: {info.samplerate} Hz {info.channels} ch, expected {sample_rate} Hz mono"
+
+
+def _verify_converted(folder: Path, sources: Path | None, report: VerifyReport) -> None:
+    entries = _entries(folder / "manifest.jsonl", report, "manifest.jsonl")
+    for entry in entries:
+        rel = entry.get("audio_filepath", "?")
+        path = folder / rel
+        problems = list(_check_file(path, rel, entry.get("file_size"), entry.get("sha256")))
+        if not problems and "num_samples" in entry:
+            problems += _check_wav(path, rel, entry["num_samples"], entry.get("sample_rate", 0))
+        report.problems += problems
+        if sources is not None and "source" in entry:
+            report.problems += _check_source(sources, entry)
+    report.checked[""] = len(entries)
+
+
+def _check_source(root: Path, entry: Entry) -> Iterator[str]:
+    path = root / entry["source"]
+    label = f"source {entry['source']}"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        yield f"{label}: missing"
+        return
+    if "source_size" in entry and st.st_size != entry["source_size"]:
+        yield f"{label}: {st.st_size} bytes, {entry['source_size']} when converted"
+    elif "source_sha256" in entry and file_digest(path) != entry["source_sha256"]:
+        yield f"{label}: content changed since it was converted"
+    elif "source_mtime_ns" in entry and st.st_mtime_ns != entry["source_mtime_ns"]:
+        yield f"{label}: modified since it was converted (same content)"
+
+
+def _stored_samples(fmt: dict, entry: Entry) -> int:
+    if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
+        return int(fmt["segment_samples"])
+    return int(entry["num_samples"])
+
+
+def _verify_format(folder: Path, name: str, report: VerifyReport) -> None:
+    fmt_file = folder / "format.json"
+    if not fmt_file.exists():
+        report.problems.append(f"{name}: incomplete (an interrupted prep shard); run it again")
+        return
+    try:
+        fmt = json.loads(fmt_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        report.problems.append(f"{name}/format.json: unreadable ({exc})")
+        return
+    entries = _entries(folder / "manifest.jsonl", report, f"{name}/manifest.jsonl")
+    report.checked[name] = len(entries)
+    if fmt.get("num_items") != len(entries):
+        recorded = fmt.get("num_items")
+        report.problems.append(
+            f"{name}: manifest.jsonl has {len(entries)} items, format.json says {recorded}"
+        )
+    for file_name, recorded in fmt.get("files", {}).items():
+        report.problems += _check_file(
+            folder / file_name, f"{name}/{file_name}", recorded["size"], recorded["sha256"]
+        )
+    kind = fmt.get("format")
+    checks = {
+        "segments": _check_segments,
+        "mel": _check_mels,
+        "webdataset": _check_shards,
+        "hdf5": _check_hdf5,
+        "memmap": _check_memmap,
+    }
+    if kind not in checks:
+        report.problems.append(f"{name}/format.json: unknown format {kind!r}")
+        return
+    report.problems += checks[kind](folder, name, fmt, entries)
+
+
+def _check_segments(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
+    for entry in entries:
+        rel = entry["audio_filepath"]
+        label = f"{name}/{rel}"
+        problems = list(_check_file(folder / rel, label, None, entry.get("sha256")))
+        if not problems:
+            frames = _stored_samples(fmt, entry)
+            problems += _check_wav(folder / rel, label, frames, fmt["sample_rate"])
+        yield from problems
+
+
+def _check_mels(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
+    n_mels = fmt.get("mel", {}).get("n_mels")
+    for entry in entries:
+        rel = entry["mel_filepath"]
+        label = f"{name}/{rel}"
+        problems = list(_check_file(folder / rel, label, None, entry.get("sha256")))
+        if not problems:
+            try:
+                shape = np.load(folder / rel, mmap_mode="r").shape
+            except (ValueError, OSError) as exc:
+                problems.append(f"{label}: unreadable ({exc})")
+            else:
+                if len(shape) != 2 or shape[0] != n_mels:
+                    problems.append(f"{label}: shape {shape}, expected [{n_mels}, frames]")
+        yield from problems
+
+
+def _check_shards(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
+    wanted: dict[str, set[str]] = {}
+    for entry in entries:
+        wanted.setdefault(entry["shard"], set()).add(entry["member"])
+    for shard in fmt.get("shards", []):
+        label = f"{name}/{shard}"
+        try:
+            with tarfile.open(folder / shard) as tar:
+                members = {m.name for m in tar.getmembers()}
+        except FileNotFoundError:
+            continue  # reported by the file check
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            yield f"{label}: not a readable tar ({exc})"
+            continue
+        missing = wanted.get(shard, set()) - members
+        if missing:
+            yield f"{label}: {len(missing)} members missing, e.g. {sorted(missing)[0]}"
+    unknown = set(wanted) - set(fmt.get("shards", []))
+    for shard in sorted(unknown):
+        yield f"{name}: the manifest names {shard}, which format.json does not list"
+
+
+def _check_hdf5(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
+    import h5py
+
+    label = f"{name}/{fmt.get('file', 'data.h5')}"
+    n = len(entries)
+    try:
+        with h5py.File(folder / fmt.get("file", "data.h5"), "r") as f:
+            shapes = {key: f[key].shape for key in f}
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        yield f"{label}: not a readable HDF5 file ({exc})"
+        return
+    expected = {"keys": (n,), "sources": (n,), "num_samples": (n,)}
+    if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
+        expected["audio"] = (n, fmt["segment_samples"])
+    else:
+        expected["offsets"] = (n + 1,)
+    for key, shape in expected.items():
+        if shapes.get(key) != shape:
+            yield f"{label}: dataset {key!r} has shape {shapes.get(key)}, expected {shape}"
+    if "mel" in fmt and "mel" not in shapes:
+        yield f"{label}: no 'mel' dataset although the set was made with mel"
+
+
+def _check_memmap(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
+    label = f"{name}/{fmt.get('file', 'audio.npy')}"
+    try:
+        array = np.load(folder / fmt.get("file", "audio.npy"), mmap_mode="r")
+    except FileNotFoundError:
+        return
+    except (ValueError, OSError) as exc:
+        yield f"{label}: unreadable ({exc})"
+        return
+    expected = (len(entries), fmt.get("segment_samples"))
+    if array.shape != expected or array.dtype != np.int16:
+        yield f"{label}: {array.dtype} {array.shape}, expected int16 {expected}"
+    rows = Counter(e.get("row") for e in entries)
+    if sorted(rows) != list(range(len(entries))):
+        yield f"{name}/manifest.jsonl: rows are not 0..{len(entries) - 1}, each once"
+
+
+def _verify_shard_inputs(formats: list[Path], src: Path, report: VerifyReport) -> None:
+    from prep.shard import input_fingerprint, read_inputs
+
+    fingerprint = input_fingerprint(read_inputs(src))
+    for folder in formats:
+        fmt_file = folder / "format.json"
+        if not fmt_file.exists():
+            continue
+        recorded = json.loads(fmt_file.read_text(encoding="utf-8")).get("input")
+        if recorded != fingerprint:
+            report.problems.append(
+                f"{folder.name}: made from other inputs than {src} holds now "
+                "(a file was added, removed or changed)"
+            )

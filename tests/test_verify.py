@@ -1,0 +1,140 @@
+"""prep verify: clean folders pass; every kind of damage is named, with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import make_file, run_prep
+
+from manifests import read_manifest
+from prep.convert import ConvertOptions, convert
+from prep.shard import ShardOptions, shard
+from prep.verify import verify
+
+MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 40,
+       "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
+ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A source folder, its converted set and every shard format (2 s items, 3 per shard)."""
+    root = tmp_path_factory.mktemp("verify")
+    for i, seconds in enumerate([1.5, 3.2, 4.7, 2.0]):
+        make_file(root / "src" / f"a{i}.ogg", seconds=seconds)
+    assert convert(root / "src", root / "conv", ConvertOptions(jobs=1)).failed == 0
+    options = ShardOptions(formats=ALL, segment=32000, mel=MEL, shard_size=3, jobs=1)
+    assert shard(root / "conv", root / "sh", options).failed == 0
+    return root
+
+
+@pytest.fixture
+def copy(made, tmp_path):
+    """A private copy of the made folders, free to damage."""
+    shutil.copytree(made, tmp_path / "m", copy_function=shutil.copy2)
+    return tmp_path / "m"
+
+
+def _flip_byte(path, at):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_clean_folders_pass_on_the_command_line(made):
+    for folder in ("conv", "sh", "sh/hdf5"):
+        result = run_prep("verify", str(made / folder))
+        assert result.returncode == 0, result.stderr
+        assert "all good" in result.stderr and result.stdout == ""
+    report = verify(made / "sh")
+    assert sorted(report.checked) == sorted(ALL) and report.checked["memmap"] == 7
+    assert verify(made / "conv", sources=made / "src").ok
+    assert verify(made / "sh", sources=made / "conv").ok
+
+
+def test_one_corrupt_byte_in_a_shard_is_named(copy):
+    shard_file = copy / "sh" / "webdataset" / "shard-000001.tar"
+    _flip_byte(shard_file, shard_file.stat().st_size // 2)
+    result = run_prep("verify", str(copy / "sh"))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "webdataset/shard-000001.tar: content differs from the recorded sha256 "
+        "(corrupt or rewritten)"
+    ]
+    assert "1 problems" in result.stderr
+
+
+def test_missing_truncated_and_reshaped_outputs_are_named(copy):
+    sh = copy / "sh"
+    segment = read_manifest(sh / "segments" / "manifest.jsonl")[2]["audio_filepath"]
+    (sh / "segments" / segment).unlink()
+    mel = read_manifest(sh / "mel" / "manifest.jsonl")[0]["mel_filepath"]
+    _flip_byte(sh / "mel" / mel, 200)
+    with open(sh / "hdf5" / "data.h5", "r+b") as fh:
+        fh.truncate(4096)
+    np.save(sh / "memmap" / "audio.npy", np.zeros((6, 32000), dtype=np.int16))
+    last_shard = json.loads((sh / "webdataset" / "format.json").read_text())["shards"][-1]
+    (sh / "webdataset" / last_shard).unlink()
+    problems = "\n".join(verify(sh).problems)
+    assert f"segments/{segment}: missing" in problems
+    assert f"mel/{mel}: content differs" in problems
+    assert "hdf5/data.h5: 4096 bytes" in problems
+    assert "memmap/audio.npy: 384128 bytes" in problems
+    assert "expected int16 (7, 32000)" in problems
+    assert f"webdataset/{last_shard}: missing" in problems
+
+
+def test_a_damaged_converted_file_is_named_with_its_reason(copy):
+    entries = read_manifest(copy / "conv" / "manifest.jsonl")
+    _flip_byte(copy / "conv" / entries[0]["audio_filepath"], 1000)
+    (copy / "conv" / entries[1]["audio_filepath"]).unlink()
+    report = verify(copy / "conv")
+    assert report.problems == [
+        f"{entries[0]['audio_filepath']}: content differs from the recorded sha256 "
+        "(corrupt or rewritten)",
+        f"{entries[1]['audio_filepath']}: missing",
+    ]
+
+
+def test_sources_changed_since_conversion_are_named(copy):
+    src = copy / "src"
+    before = os.stat(src / "a1.ogg")
+    _flip_byte(src / "a1.ogg", 500)  # same size, other content
+    os.utime(src / "a1.ogg", ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.utime(src / "a2.ogg", ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # touched
+    (src / "a3.ogg").unlink()
+    assert verify(copy / "conv").ok  # the outputs themselves are fine
+    result = run_prep("verify", str(copy / "conv"), "--sources", str(src))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "source a1.ogg: content changed since it was converted",
+        "source a2.ogg: modified since it was converted (same content)",
+        "source a3.ogg: missing",
+    ]
+
+
+def test_shards_made_from_other_inputs_are_named(copy):
+    make_file(copy / "conv" / "extra.wav", seconds=1.0, sr=16000, channels=1)
+    with open(copy / "conv" / "manifest.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"audio_filepath": "extra.wav", "duration": 1.0}) + "\n")
+    problems = verify(copy / "sh", sources=copy / "conv").problems
+    assert len(problems) == len(ALL)
+    assert all("made from other inputs" in p for p in problems)
+
+
+def test_an_interrupted_format_and_a_foreign_folder(copy, tmp_path):
+    (copy / "sh" / "hdf5" / "format.json").rename(copy / "sh" / "hdf5" / ".params.json")
+    assert verify(copy / "sh").problems == [
+        "hdf5: incomplete (an interrupted prep shard); run it again"
+    ]
+    (tmp_path / "empty").mkdir()
+    result = run_prep("verify", str(tmp_path / "empty"))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path / 'empty'}: no manifest.jsonl or format.json: not written by prep"
+    )
