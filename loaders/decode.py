@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -307,24 +308,35 @@ def load_mono(
         return concat(iter_mono(reader, sample_rate, channels, quality))
 
 
+_quiet_lock = threading.Lock()
+_quiet_state: dict[str, int] = {"depth": 0, "saved": -1}
+
+
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
     """Silence what C libraries (mpg123 via libsndfile) write straight to file descriptor 2.
 
-    For single-threaded batch work only: it redirects the whole process's stderr.
+    It redirects the whole process's stderr; threads share one redirection (the first in
+    sets it up, the last out restores it), as in a Dask worker running several batches.
     """
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    with _quiet_lock:
+        if _quiet_state["depth"] == 0:
+            sys.stderr.flush()
+            _quiet_state["saved"] = os.dup(fd)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        _quiet_state["depth"] += 1
     try:
-        os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
+        with _quiet_lock:
+            _quiet_state["depth"] -= 1
+            if _quiet_state["depth"] == 0:
+                os.dup2(_quiet_state["saved"], fd)
+                os.close(_quiet_state["saved"])

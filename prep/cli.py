@@ -63,6 +63,25 @@ def _verbosity(func: Callable) -> Callable:
     return func
 
 
+def _backend_options(func: Callable) -> Callable:
+    options = [
+        click.option(
+            "--backend",
+            default="local",
+            show_default=True,
+            help="local (this machine's cores) or dask (a cluster's workers).",
+        ),
+        click.option(
+            "--scheduler",
+            default=None,
+            help="Dask scheduler address [$DASK_SCHEDULER_ADDRESS]; with --backend dask.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """audioprep: convert, shard, load and benchmark audio for training."""
@@ -81,6 +100,7 @@ def main() -> None:
 @click.option("--ext", "extensions", multiple=True, help="Another extension to pick up.")
 @click.option("--overwrite", is_flag=True, help="Redo files that are already converted.")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
+@_backend_options
 @_verbosity
 def convert(src, out, quiet, verbose, **kwargs) -> None:
     """Convert audio under SRC (a folder or a .jsonl manifest) to 16-bit mono files in OUT."""
@@ -177,6 +197,7 @@ def _parse_bytes(text: str | None) -> int | None:
 @click.option("--hdf5-compression", default="none", show_default=True, help="none, lzf or gzip.")
 @click.option("--overwrite", is_flag=True, help="Rebuild formats that are already complete.")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
+@_backend_options
 @_verbosity
 def shard(
     src,

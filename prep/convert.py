@@ -39,7 +39,7 @@ from manifests import (
     write_manifest,
 )
 from prep.errors import UsageError
-from prep.parallel import batch_by_size, default_jobs, run_batches
+from prep.parallel import Workers, batch_by_size, check_backend
 from prep.pcm import pcm16_writer
 from prep.sources import Source, discover, plan_output_names, source_root, transcript_for
 
@@ -69,6 +69,8 @@ class ConvertOptions:
     overwrite: bool = False
     jobs: int = 0
     extensions: tuple[str, ...] = ()
+    backend: str = "local"
+    scheduler: str | None = None
 
     def output_params(self) -> dict:
         """The options an output depends on: a change of any of them redoes the file."""
@@ -103,6 +105,7 @@ class ConvertOptions:
             raise UsageError("--min-duration is larger than --max-duration")
         if self.jobs < 0:
             raise UsageError("--jobs must be positive")
+        check_backend(self.backend, self.scheduler)
 
 
 @dataclass
@@ -372,11 +375,13 @@ def convert(
     if progress and len(results):
         progress(len(results))
 
-    with _reporting(out / JOURNAL, progress):
-        batch_results = run_batches(
+    with (
+        Workers(options.jobs, options.backend, options.scheduler) as workers,
+        _reporting(out / JOURNAL, progress),
+    ):
+        batch_results = workers.run(
             _convert_batch,
-            batch_by_size(todo, lambda job: job.source.path, options.jobs or default_jobs()),
-            options.jobs,
+            batch_by_size(todo, lambda job: job.source.path, workers.count),
             out_root=out,
             journal=out / JOURNAL,
             options=options,
@@ -405,6 +410,7 @@ def convert(
     write_manifest(out / ERRORS, errors)
     write_manifest(out / SKIPPED, skipped)
     (out / JOURNAL).unlink(missing_ok=True)
+    remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
     summary.errors = errors
     summary.wall_seconds = time.perf_counter() - started
     return summary

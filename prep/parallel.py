@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
 
+from prep.errors import UsageError
+
 T = TypeVar("T")
 
 
@@ -64,17 +66,93 @@ def local_backend() -> str:
     return "multiprocessing" if "fork" in multiprocessing.get_all_start_methods() else "loky"
 
 
+BACKENDS = ("local", "dask")
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+def scheduler_address(scheduler: str | None) -> str:
+    """``--scheduler``, else ``$DASK_SCHEDULER_ADDRESS``; a one-line error when neither."""
+    address = scheduler or os.environ.get(SCHEDULER_ENV)
+    if not address:
+        raise UsageError(f"--backend dask needs --scheduler ADDRESS or ${SCHEDULER_ENV}")
+    return address
+
+
+def check_backend(backend: str, scheduler: str | None) -> None:
+    """Refuse an unknown backend, or dask without a scheduler, before any work starts."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown --backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "dask":
+        scheduler_address(scheduler)
+
+
+class Workers:
+    """Where batches run: this machine's cores (joblib, forked workers), or the workers of
+    a Dask cluster (joblib's Dask backend over a ``distributed.Client``).
+
+    Used as a context manager, so a cluster connection is opened once per run and its
+    size is known before the work is cut into batches.
+    """
+
+    def __init__(self, jobs: int = 0, backend: str = "local", scheduler: str | None = None):
+        check_backend(backend, scheduler)
+        self.jobs = jobs
+        self.backend = backend
+        self.scheduler = scheduler_address(scheduler) if backend == "dask" else None
+        self._client = None
+
+    def __enter__(self) -> Workers:
+        if self.backend == "dask":
+            from distributed import Client
+
+            try:
+                self._client = Client(self.scheduler)  # distributed.comm.timeouts.connect
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot reach the Dask scheduler {self.scheduler}: {exc}"
+                ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def count(self) -> int:
+        """How many batches can run at once: cores here, or threads across the cluster."""
+        if self._client is not None:
+            return max(1, sum(self._client.nthreads().values()))
+        return self.jobs or default_jobs()
+
+    @property
+    def remote(self) -> bool:
+        return self._client is not None
+
+    def run(self, func: Callable[..., T], batches: Sequence[Any], **kwargs: Any) -> list[T]:
+        """``[func(batch, **kwargs) for batch in batches]``, spread over the workers.
+
+        Every batch is submitted at once, so a worker that finishes early takes the next;
+        callers that need results as they happen have the workers journal them. On Dask, a
+        batch lost with a dying worker is run again elsewhere (the scheduler's doing), so
+        ``func`` must be safe to repeat: ours write atomically and deterministically.
+        """
+        if self._client is not None:
+            from joblib import parallel_config
+
+            with parallel_config(backend="dask", wait_for_workers_timeout=20):
+                parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all")
+                return parallel(delayed(func)(batch, **kwargs) for batch in batches)
+        jobs = min(self.count, len(batches))
+        if jobs <= 1:
+            return [func(batch, **kwargs) for batch in batches]
+        parallel = Parallel(n_jobs=jobs, backend=local_backend())
+        return parallel(delayed(func)(batch, **kwargs) for batch in batches)
+
+
 def run_batches(
     func: Callable[..., T], batches: Sequence[Any], jobs: int = 0, **kwargs: Any
 ) -> list[T]:
-    """``[func(batch, **kwargs) for batch in batches]``, spread over ``jobs`` worker processes.
-
-    ``jobs`` 0 means all cores; 1 runs in this process with no worker start-up. Every
-    batch is submitted at once, so a worker that finishes early takes the next batch;
-    callers that need results as they happen have the workers journal them.
-    """
-    jobs = min(jobs or default_jobs(), len(batches))
-    if jobs <= 1:
-        return [func(batch, **kwargs) for batch in batches]
-    parallel = Parallel(n_jobs=jobs, backend=local_backend())
-    return parallel(delayed(func)(batch, **kwargs) for batch in batches)
+    """``[func(batch, **kwargs) for batch in batches]`` over ``jobs`` local worker processes
+    (0: all cores; 1: in this process, no worker start-up)."""
+    return Workers(jobs).run(func, batches, **kwargs)

@@ -24,9 +24,9 @@ import soundfile as sf
 
 from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
 from loaders.mel_storage import to_storage
-from manifests import Entry, atomic_path, iter_manifest, write_manifest
+from manifests import Entry, atomic_path, iter_manifest, remove_partials, write_manifest
 from prep.errors import UsageError
-from prep.parallel import batch_by_size, default_jobs, run_batches
+from prep.parallel import Workers, batch_by_size, check_backend
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
 from prep.sources import SourceError, discover, is_manifest
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
@@ -56,6 +56,8 @@ class ShardOptions:
     hdf5_compression: str = "none"
     jobs: int = 0
     overwrite: bool = False
+    backend: str = "local"
+    scheduler: str | None = None
 
     @property
     def fixed_length(self) -> bool:
@@ -87,6 +89,7 @@ class ShardOptions:
             raise UsageError("--mel-dtype must be float32, float16 or uint8")
         if self.wants_mel and self.mel.get("sample_rate") != self.sample_rate:
             raise UsageError("the mel sample rate must be --sr")
+        check_backend(self.backend, self.scheduler)
         for name in ("shard_size", "shard_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -345,6 +348,7 @@ def shard(
     sources = read_inputs(src)
     fingerprint = input_fingerprint(sources)
     out.mkdir(parents=True, exist_ok=True)
+    remove_partials(out)
     states = {
         name: _format_state(out / name, options.format_params(name), fingerprint, options.overwrite)
         for name in options.formats
@@ -364,18 +368,17 @@ def shard(
     staging.mkdir()
     item_formats = tuple(n for n in todo if n in ITEM_WRITERS)
     aggregate = [n for n in todo if n in AGGREGATE_WRITERS]
-    jobs = options.jobs or default_jobs()
-    results = run_batches(
-        _shard_batch,
-        batch_by_size(sources, lambda s: s.path, jobs),
-        options.jobs,
-        out=out,
-        staging=staging,
-        options=options,
-        item_formats=item_formats,
-        stage=bool(aggregate),
-        threads=1 if min(jobs, len(sources)) > 1 else 0,
-    )
+    with Workers(options.jobs, options.backend, options.scheduler) as workers:
+        results = workers.run(
+            _shard_batch,
+            batch_by_size(sources, lambda s: s.path, workers.count),
+            out=out,
+            staging=staging,
+            options=options,
+            item_formats=item_formats,
+            stage=bool(aggregate),
+            threads=1 if workers.remote or min(workers.count, len(sources)) > 1 else 0,
+        )
     items = sorted((m for batch, _ in results for m in batch), key=lambda m: (m.source, m.index))
     errors = sorted(
         (e for _, batch_errors in results for e in batch_errors), key=lambda e: e["source"]
@@ -419,6 +422,7 @@ def shard(
     rows.close()
     shutil.rmtree(staging, ignore_errors=True)
     write_manifest(out / ERRORS, errors)
+    remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
     summary.items = len(items)
     summary.audio_seconds = sum(m.num_samples for m in items) / options.sample_rate
     summary.failed = len(errors)
