@@ -10,6 +10,7 @@ not from the extension. Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -72,13 +73,20 @@ class AudioInfo:
         return None if self.frames is None else self.frames / self.sample_rate
 
 
-def _ogg_has_end_of_stream(path: str | os.PathLike[str]) -> bool:
+AudioInput = str | os.PathLike[str] | bytes
+"""A file's path, or the bytes of a whole file."""
+
+
+def _ogg_has_end_of_stream(path: AudioInput) -> bool:
     """Whether the last Ogg page carries the end-of-stream flag; a cut file lacks it."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 65536))
-        tail = fh.read()
+    if isinstance(path, bytes):
+        tail = path[-65536:]
+    else:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 65536))
+            tail = fh.read()
     pos = tail.rfind(b"OggS")
     return pos >= 0 and pos + 5 < len(tail) and bool(tail[pos + 5] & 0x04)
 
@@ -86,10 +94,10 @@ def _ogg_has_end_of_stream(path: str | os.PathLike[str]) -> bool:
 class SoundfileReader:
     """libsndfile decoding with checks that a file was decoded to its announced end."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: AudioInput) -> None:
         self.path = path
         try:
-            self._file = sf.SoundFile(path)
+            self._file = sf.SoundFile(io.BytesIO(path) if isinstance(path, bytes) else path)
         except sf.LibsndfileError as exc:
             raise DecodeError(f"libsndfile cannot open it ({_libsndfile_reason(exc)})") from None
         fmt = self._file.format
@@ -151,7 +159,7 @@ class SoundfileReader:
 class FfmpegReader:
     """ffmpeg decoding; its error-level messages (a cut stream, bad frames) fail the file."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: AudioInput) -> None:
         try:
             self._stream = FfmpegStream(path)
         except FfmpegError as exc:
@@ -187,8 +195,12 @@ def _libsndfile_reason(exc: sf.LibsndfileError) -> str:
     return text.rstrip(".")
 
 
-def _check_readable(path: str | os.PathLike[str]) -> None:
+def _check_readable(path: AudioInput) -> None:
     """Turn the common OS-level failures into one clear reason before any decoder runs."""
+    if isinstance(path, bytes):
+        if not path:
+            raise DecodeError("empty file (0 bytes)")
+        return
     try:
         with open(path, "rb") as fh:
             head = fh.read(1)
@@ -206,8 +218,12 @@ def _check_readable(path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def open_audio(path: str | os.PathLike[str], decoder: Decoder = "auto") -> Iterator[AudioReader]:
-    """Open ``path`` for block decoding: libsndfile first, ffmpeg for what it refuses."""
+def open_audio(path: AudioInput, decoder: Decoder = "auto") -> Iterator[AudioReader]:
+    """Open ``path`` for block decoding: libsndfile first, ffmpeg for what it refuses.
+
+    ``path`` may also be the bytes of a whole file (an object fetched from storage): it
+    is decoded from memory by both decoders, never through a temporary file.
+    """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}")
     _check_readable(path)

@@ -6,6 +6,7 @@ preferred; otherwise the binary shipped by the ``imageio-ffmpeg`` package.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -75,24 +76,44 @@ def _parse_wav_header(stream: IO[bytes]) -> tuple[int, int]:
 class FfmpegStream:
     """A running ffmpeg decode of one file: sample rate, channels and float32 blocks."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str] | bytes) -> None:
+        """``path`` may be the bytes of a whole file: fed to ffmpeg's stdin by a thread."""
         import ffmpeg  # ffmpeg-python builds the command line
 
+        in_memory = isinstance(path, bytes)
         args = (
-            ffmpeg.input(str(path))
+            ffmpeg.input("pipe:" if in_memory else str(path))
             .output("pipe:", format="wav", acodec="pcm_f32le", map="0:a:0", loglevel="error")
-            .global_args("-nostdin", "-hide_banner")
+            .global_args("-hide_banner", *([] if in_memory else ["-nostdin"]))
             .compile(cmd=ffmpeg_executable())
         )
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if in_memory else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self._stderr = bytearray()
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
         self._drain.start()
+        self._feed = None
+        if in_memory:
+            self._feed = threading.Thread(target=self._feed_stdin, args=(path,), daemon=True)
+            self._feed.start()
         try:
             self.sample_rate, self.channels = _parse_wav_header(self._proc.stdout)
         except FfmpegError:
             self.close()
             raise FfmpegError(self._error_line() or "ffmpeg produced no audio") from None
+
+    def _feed_stdin(self, data: bytes) -> None:
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, ValueError):
+            pass  # ffmpeg stopped reading (bad input, or closed early)
+        finally:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
 
     def _drain_stderr(self) -> None:
         for line in self._proc.stderr:
@@ -122,6 +143,8 @@ class FfmpegStream:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
+        if self._feed is not None:
+            self._feed.join()
         self._proc.stdout.close()
         self._drain.join()
         self._proc.stderr.close()

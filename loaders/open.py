@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset, IterableDataset
 
+from loaders.sample import is_url, read_folder
+
 
 def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
     """The dataset for ``path``; ``options`` go to its class (``dtype="int16"``, crops...).
@@ -16,6 +18,13 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
     :class:`~loaders.converted.ConvertedDataset`; a folder of original audio, or a
     manifest of it, as :class:`~loaders.onthefly.OnTheFlyDataset`.
     """
+    if is_url(path):  # object storage: streamed shards only
+        fmt, _ = read_folder(path)
+        if fmt.get("format") != "webdataset":
+            raise ValueError(f"{path}: only webdataset shards are read from object storage")
+        from loaders.webdataset import WebDatasetShards
+
+        return WebDatasetShards(path, **options)
     path = Path(path)
     fmt_file = path / "format.json"
     if fmt_file.exists():

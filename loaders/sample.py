@@ -51,8 +51,22 @@ def make_sample(entry: Entry, sample_rate: int, **tensors: torch.Tensor) -> dict
     return sample
 
 
+def is_url(location: str | Path) -> bool:
+    """An object-storage folder such as ``s3://bucket/shards/webdataset`` (opened by fsspec)."""
+    return isinstance(location, str) and "://" in location and not location.startswith("file://")
+
+
 def read_folder(folder: str | Path) -> tuple[dict, list[Entry]]:
     """A prep folder's ``format.json`` (empty for a ``prep convert`` folder) and manifest."""
+    if is_url(folder):
+        import fsspec  # only for object storage
+
+        base = folder.rstrip("/")
+        with fsspec.open(f"{base}/format.json", "rb") as fh:
+            fmt = json.loads(fh.read())
+        with fsspec.open(f"{base}/manifest.jsonl", "rb") as fh:
+            lines = fh.read().decode("utf-8").splitlines()
+        return fmt, [json.loads(line) for line in lines if line.strip()]
     folder = Path(folder)
     fmt_path = folder / "format.json"
     fmt = json.loads(fmt_path.read_text(encoding="utf-8")) if fmt_path.exists() else {}

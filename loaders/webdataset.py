@@ -19,9 +19,10 @@ import soundfile as sf
 import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from loaders.mel_storage import from_storage
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import audio_tensor, check_dtype, is_url, make_sample, read_folder
 
 
 def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -30,6 +31,25 @@ def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def _open_shards(urls: Iterator[dict]) -> Iterator[dict]:
+    """webdataset's ``url_opener`` stage, with fsspec for object-storage URLs (``s3://``)."""
+    for sample in urls:
+        url = sample["url"]
+        if is_url(url):
+            import fsspec  # only for object storage
+
+            with fsspec.open(url, "rb") as stream:
+                yield {**sample, "stream": stream}
+        else:
+            with open(url, "rb") as stream:
+                yield {**sample, "stream": stream}
+
+
+def _tar_samples(urls: Iterator[dict]) -> Iterator[dict]:
+    """Shard URLs to samples: ``wds.tarfile_to_samples`` with :func:`_open_shards`."""
+    return group_by_keys(tar_file_expander(_open_shards(urls)))
 
 
 class WebDatasetShards(IterableDataset):
@@ -44,10 +64,10 @@ class WebDatasetShards(IterableDataset):
         dtype: str = "float32",
         with_mel: bool = True,
     ) -> None:
-        self.folder = Path(folder)
+        self.folder = folder.rstrip("/") if is_url(folder) else Path(folder)
         self.with_mel = with_mel
         self.format, _ = read_folder(self.folder)
-        self.urls = [str(self.folder / name) for name in self.format["shards"]]
+        self.urls = [f"{self.folder}/{name}" for name in self.format["shards"]]
         self.sample_rate = int(self.format["sample_rate"])
         self.shuffle, self.seed, self.buffer_size = shuffle, seed, buffer_size
         self.rank, self.world_size = _rank_and_world(rank, world_size)
@@ -85,7 +105,7 @@ class WebDatasetShards(IterableDataset):
                 np.random.default_rng((self.seed, self.epoch, self.rank)).permutation(rank_urls)
             )
         worker_urls = rank_urls[worker::workers] or rank_urls  # fewer shards than workers: share
-        stages = [wds.SimpleShardList(worker_urls), wds.tarfile_to_samples()]
+        stages = [wds.SimpleShardList(worker_urls), _tar_samples]
         if self.shuffle:
             seed = np.random.SeedSequence((self.seed, self.epoch, self.rank, worker))
             stages.append(wds.shuffle(self.buffer_size, seed=int(seed.generate_state(1)[0])))

@@ -24,7 +24,9 @@ def _setup_logging(verbosity: int) -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.WARNING)  # libraries (botocore, distributed) speak up only to warn
+    for name in ("prep", "loaders", "manifests"):
+        logging.getLogger(name).setLevel(level)
 
 
 @contextlib.contextmanager
@@ -113,9 +115,9 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
     try:
         options = ConvertOptions(**kwargs)
         options.validate()
-        from pathlib import Path
+        from prep.storage import local_or_url
 
-        check_paths(Path(src), Path(out))
+        check_paths(local_or_url(src), local_or_url(out))
         total = len(discover(src, options.extensions)) if sys.stderr.isatty() else None
         with _progress("converting", total, quiet) as progress:
             summary = run_convert(src, out, options, progress)

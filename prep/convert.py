@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -38,10 +39,19 @@ from manifests import (
     remove_partials,
     write_manifest,
 )
+from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.pcm import pcm16_writer
-from prep.sources import Source, discover, plan_output_names, source_root, transcript_for
+from prep.sources import (
+    Source,
+    discover,
+    plan_output_names,
+    source_root,
+    source_size,
+    transcript_for,
+)
+from prep.storage import is_url, local_or_url
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,8 @@ MANIFEST = "manifest.jsonl"
 ERRORS = "errors.jsonl"
 SKIPPED = "skipped.jsonl"
 JOURNAL = "convert.journal.jsonl"
+JOURNAL_PREFIX = ".convert-journal"
+"""On object storage: one journal object per finished batch, removed at the end."""
 
 
 @dataclass(frozen=True)
@@ -170,39 +182,68 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def convert_file(source: Source, out_path: Path, out_rel: str, options: ConvertOptions) -> Entry:
-    """Convert one file to ``out_path`` atomically and return its manifest entry.
-
-    Raises :class:`DecodeError` for bad input and :class:`_Skip` for filtered files.
-    """
-    stat = _stat_fields(source.path) if source.path.exists() else {}
-    fmt = TARGETS[options.to][0]
+def _write_pcm(reader, target, fmt: str, options: ConvertOptions) -> int:
+    """Decode, mix down, resample and write every block; return the samples written."""
     sr = options.sample_rate
     max_samples = None if options.max_duration is None else options.max_duration * sr
-    with open_audio(source.path, options.decoder) as reader:
+    written = 0
+    with pcm16_writer(target, fmt, sr) as write:
+        for block in iter_mono(reader, sr, options.channels, options.quality):
+            write(to_int16(block))
+            written += len(block)
+            if max_samples is not None and written > max_samples:
+                raise _Skip(_duration_filter(written / sr, options))
+    if reason := _duration_filter(written / sr, options):
+        raise _Skip(reason)
+    return written
+
+
+def convert_file(
+    source: Source, out_path: Path | str, out_rel: str, options: ConvertOptions
+) -> Entry:
+    """Convert one file to ``out_path`` atomically and return its manifest entry.
+
+    ``source.path`` and ``out_path`` may be object URLs: the object is fetched into memory
+    and decoded there; the output is encoded in memory and stored with one PUT.
+    Raises :class:`DecodeError` for bad input and :class:`_Skip` for filtered files.
+    """
+    fmt = TARGETS[options.to][0]
+    sr = options.sample_rate
+    if is_url(source.path):
+        data = storage.read_bytes(source.path)
+        stat = storage.stat_fields(source.path)
+        audio_input: bytes | Path = data
+    else:
+        data = None
+        stat = _stat_fields(source.path) if source.path.exists() else {}
+        audio_input = source.path
+    with open_audio(audio_input, options.decoder) as reader:
         info = reader.info
         if info.duration is not None and (reason := _duration_filter(info.duration, options)):
             raise _Skip(reason)
-        with atomic_path(out_path) as tmp:
-            written = 0
-            with pcm16_writer(tmp, fmt, sr) as write:
-                for block in iter_mono(reader, sr, options.channels, options.quality):
-                    write(to_int16(block))
-                    written += len(block)
-                    if max_samples is not None and written > max_samples:
-                        raise _Skip(_duration_filter(written / sr, options))
-            if reason := _duration_filter(written / sr, options):
-                raise _Skip(reason)
-            digest = _sha256(tmp)
-            size = tmp.stat().st_size
+        if is_url(out_path):
+            buffer = io.BytesIO()
+            written = _write_pcm(reader, buffer, fmt, options)
+            payload = buffer.getvalue()
+            digest, size = hashlib.sha256(payload).hexdigest(), len(payload)
+            storage.write_bytes(out_path, payload)
+        else:
+            with atomic_path(out_path) as tmp:
+                written = _write_pcm(reader, tmp, fmt, options)
+                digest = _sha256(tmp)
+                size = tmp.stat().st_size
     if stat:  # recorded so `prep verify --sources` can tell a changed source
-        stat["source_sha256"] = _sha256(source.path)
+        stat["source_sha256"] = (
+            hashlib.sha256(data).hexdigest() if data is not None else _sha256(source.path)
+        )
     entry: Entry = {
         "audio_filepath": out_rel,
         "duration": round(written / sr, 6),
         "offset": 0.0,
     }
-    text = source.fields.get("text", transcript_for(source.path))
+    text = source.fields.get("text")
+    if text is None and not is_url(source.path):
+        text = transcript_for(source.path)
     if text is not None:
         entry["text"] = text
     entry.update(
@@ -236,18 +277,25 @@ def _journal_record(result: FileResult) -> Entry:
 
 
 def _convert_batch(
-    jobs: list[_Job], out_root: Path, journal: Path, options: ConvertOptions
+    jobs: list[_Job], out_root: Path | str, journal: Path | None, options: ConvertOptions
 ) -> list[FileResult]:
     """Worker side: convert a batch of files, never raising for a bad one.
 
     Each outcome is appended to the journal as soon as it is known (one flushed line,
     which O_APPEND keeps whole between processes): a killed run's work is not lost.
+    Object storage cannot append: there the batch's outcomes are stored as one object
+    under ``.journal/`` when the batch ends.
     """
     results = []
-    with quiet_native_stderr(), ManifestAppender(journal) as appender:
+    remote = is_url(out_root)
+    with (
+        quiet_native_stderr(),
+        contextlib.nullcontext() if remote else ManifestAppender(journal) as appender,
+    ):
         for job in jobs:
+            target = storage.join(out_root, job.out_rel) if remote else out_root / job.out_rel
             try:
-                entry = convert_file(job.source, out_root / job.out_rel, job.out_rel, options)
+                entry = convert_file(job.source, target, job.out_rel, options)
                 results.append(FileResult(job.source.rel, "converted", entry))
             except _Skip as skip:
                 results.append(FileResult(job.source.rel, "skipped", reason=str(skip)))
@@ -256,13 +304,28 @@ def _convert_batch(
             except OSError as exc:
                 reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
                 results.append(FileResult(job.source.rel, "failed", reason=reason))
-            appender.append(_journal_record(results[-1]))
+            if appender is not None:
+                appender.append(_journal_record(results[-1]))
+    if remote and results:
+        batch_id = hashlib.sha1("\n".join(r.rel for r in results).encode()).hexdigest()[:16]
+        records = [_journal_record(r) for r in results]
+        storage.write_manifest_url(
+            storage.join(out_root, f"{JOURNAL_PREFIX}/{batch_id}.jsonl"), records
+        )
     return results
 
 
-def _previous_entries(out: Path) -> dict[str, Entry]:
+def _previous_entries(out: Path | str) -> dict[str, Entry]:
     """What earlier runs completed, from the last manifest and an interrupted run's journal."""
     entries: dict[str, Entry] = {}
+    if is_url(out):
+        journals = sorted(storage.list_files(storage.join(out, JOURNAL_PREFIX)))
+        for name in [None, *journals]:
+            url = storage.join(out, MANIFEST if name is None else f"{JOURNAL_PREFIX}/{name}")
+            for entry in storage.read_manifest_url(url):
+                if isinstance(entry.get("source"), str) and "audio_filepath" in entry:
+                    entries[entry["source"]] = entry
+        return entries
     manifest = out / MANIFEST
     if manifest.exists():
         try:
@@ -277,19 +340,35 @@ def _previous_entries(out: Path) -> dict[str, Entry]:
     return entries
 
 
-def _is_current(entry: Entry | None, job: _Job, out: Path, options: ConvertOptions) -> bool:
+def _is_current(
+    entry: Entry | None, job: _Job, output_size: Callable[[str], int | None], options
+) -> bool:
     if entry is None or entry.get("audio_filepath") != job.out_rel:
         return False
     if entry.get("convert_params") != options.output_params():
         return False
     try:
-        if {k: entry.get(k) for k in ("source_size", "source_mtime_ns")} != _stat_fields(
-            job.source.path
-        ):
-            return False
-        return (out / job.out_rel).stat().st_size == entry.get("file_size")
+        stat = (storage.stat_fields if is_url(job.source.path) else _stat_fields)(job.source.path)
     except OSError:
         return False
+    if {k: entry.get(k) for k in ("source_size", "source_mtime_ns")} != stat:
+        return False
+    return output_size(job.out_rel) == entry.get("file_size")
+
+
+def _output_sizes(out: Path | str) -> Callable[[str], int | None]:
+    """The size of an existing output by its relative name (one listing for objects)."""
+    if is_url(out):
+        listing = storage.list_files(out)
+        return lambda rel: int(listing[rel]["size"]) if rel in listing else None
+
+    def local_size(rel: str) -> int | None:
+        try:
+            return (out / rel).stat().st_size
+        except OSError:
+            return None
+
+    return local_size
 
 
 def _report(records: list[Entry], progress: Callable[[int], None] | None) -> None:
@@ -323,8 +402,14 @@ def _reporting(journal: Path, progress: Callable[[int], None] | None) -> Iterato
         _report(follower.read_new(), progress)
 
 
-def check_paths(src: Path, out: Path) -> None:
+def check_paths(src: Path | str, out: Path | str) -> None:
     """Refuse SRC that does not exist and OUT that is SRC's root or inside it."""
+    if is_url(src) or is_url(out):
+        if is_url(src) and is_url(out):
+            src_url, out_url = str(src).rstrip("/") + "/", str(out).rstrip("/") + "/"
+            if out_url.startswith(src_url):
+                raise UsageError(f"OUT {out} is inside the source prefix {src}; choose another")
+        return  # a missing prefix is reported when it is listed
     if not src.exists():
         raise UsageError(f"{src}: no such file or folder")
     root = source_root(src).resolve()
@@ -347,23 +432,26 @@ def convert(
     """
     options = options or ConvertOptions()
     options.validate()
-    src, out = Path(src), Path(out)
+    src, out = local_or_url(src), local_or_url(out)
     check_paths(src, out)
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partials(out)
+    remote = is_url(out)
+    if not remote:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partials(out)
 
     sources = discover(src, options.extensions)
     names = plan_output_names([s.rel for s in sources], TARGETS[options.to][1])
     jobs = [_Job(s, names[s.rel]) for s in sources]
     previous = {} if options.overwrite else _previous_entries(out)
+    output_size = _output_sizes(out)
 
     summary = ConvertSummary()
     results: dict[str, FileResult] = {}
     todo = []
     for job in jobs:
         entry = previous.get(job.source.rel)
-        if _is_current(entry, job, out, options):
+        if _is_current(entry, job, output_size, options):
             reason = _duration_filter(entry["duration"], options)
             results[job.source.rel] = (
                 FileResult(job.source.rel, "skipped", reason=reason)
@@ -375,17 +463,20 @@ def convert(
     if progress and len(results):
         progress(len(results))
 
+    journal = None if remote else out / JOURNAL
     with (
         Workers(options.jobs, options.backend, options.scheduler) as workers,
-        _reporting(out / JOURNAL, progress),
+        contextlib.nullcontext() if remote else _reporting(journal, progress),
     ):
         batch_results = workers.run(
             _convert_batch,
-            batch_by_size(todo, lambda job: job.source.path, workers.count),
+            batch_by_size(todo, lambda job: source_size(job.source), workers.count),
             out_root=out,
-            journal=out / JOURNAL,
+            journal=journal,
             options=options,
         )
+    if remote:
+        _report([_journal_record(r) for batch in batch_results for r in batch], progress)
     for result in (r for batch in batch_results for r in batch):
         results[result.rel] = result
 
@@ -406,11 +497,16 @@ def convert(
         else:
             summary.skipped += 1
             skipped.append({"source": rel, "reason": result.reason})
-    write_manifest(out / MANIFEST, entries)
-    write_manifest(out / ERRORS, errors)
-    write_manifest(out / SKIPPED, skipped)
-    (out / JOURNAL).unlink(missing_ok=True)
-    remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
+    if remote:
+        for name, records in ((MANIFEST, entries), (ERRORS, errors), (SKIPPED, skipped)):
+            storage.write_manifest_url(storage.join(out, name), records)
+        storage.remove(storage.join(out, JOURNAL_PREFIX))
+    else:
+        write_manifest(out / MANIFEST, entries)
+        write_manifest(out / ERRORS, errors)
+        write_manifest(out / SKIPPED, skipped)
+        (out / JOURNAL).unlink(missing_ok=True)
+        remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
     summary.errors = errors
     summary.wall_seconds = time.perf_counter() - started
     return summary

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from joblib import Parallel, delayed
@@ -24,22 +23,15 @@ def default_jobs() -> int:
 
 
 def batch_by_size(
-    items: Sequence[T], path_of: Callable[[T], Path], workers: int, max_items: int = 64
+    items: Sequence[T], size_of: Callable[[T], int], workers: int, max_items: int = 64
 ) -> list[list[T]]:
-    """Group work items by file size so per-task overhead does not dominate short clips.
+    """Group work items by size in bytes so per-task overhead does not dominate short clips.
 
     A batch holds about 1/4 of a worker's share of the bytes (between 256 KB and 16 MB),
     so every worker gets several batches and a long file is never queued behind others.
-    Biggest first, ties broken by path: the grouping is deterministic.
+    Biggest first, ties in the given order: the grouping is deterministic.
     """
-
-    def size(item: T) -> int:
-        try:
-            return path_of(item).stat().st_size
-        except OSError:
-            return 0
-
-    sized = sorted(((size(i), str(path_of(i)), i) for i in items), key=lambda p: (-p[0], p[1]))
+    sized = sorted(((size_of(i), n, i) for n, i in enumerate(items)), key=lambda p: (-p[0], p[1]))
     total = sum(nbytes for nbytes, _, _ in sized)
     max_bytes = min(16 << 20, max(256 << 10, total // (4 * max(1, workers))))
     batches: list[list[T]] = []

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,12 @@ import soundfile as sf
 from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
 from loaders.mel_storage import to_storage
 from manifests import Entry, atomic_path, iter_manifest, remove_partials, write_manifest
+from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
-from prep.sources import SourceError, discover, is_manifest
+from prep.sources import SourceError, discover, is_manifest, source_size
+from prep.storage import is_url, local_or_url
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
 from prep.writers.files import fingerprint_files
 
@@ -128,8 +132,23 @@ class ShardSource:
     fields: dict
 
 
-def read_inputs(src: Path) -> list[ShardSource]:
+def read_inputs(src: Path | str) -> list[ShardSource]:
     """A ``prep convert`` folder (its manifest), a manifest, or any folder of audio."""
+    if is_url(src):
+        entries = storage.read_manifest_url(storage.join(src, "manifest.jsonl"))
+        if not entries:
+            return [ShardSource(s.path, s.rel, s.fields) for s in discover(src)]
+        return sorted(
+            (
+                ShardSource(
+                    storage.join(src, e["audio_filepath"]),
+                    e.get("source", e["audio_filepath"]),
+                    {k: e[k] for k in ("text", "label") if k in e},
+                )
+                for e in entries
+            ),
+            key=lambda s: s.source,
+        )
     manifest = src / "manifest.jsonl" if src.is_dir() else src
     if src.is_dir() and not manifest.exists():
         return [ShardSource(s.path, s.rel, {}) for s in discover(src)]
@@ -150,18 +169,26 @@ def input_fingerprint(sources: list[ShardSource]) -> str:
     digest = hashlib.sha256()
     for s in sources:
         try:
-            st = s.path.stat()
-            digest.update(f"{s.source}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            if is_url(s.path):
+                stat = storage.stat_fields(s.path)
+                size, mtime_ns = stat["source_size"], stat["source_mtime_ns"]
+            else:
+                st = s.path.stat()
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            digest.update(f"{s.source}\0{size}\0{mtime_ns}\n".encode())
         except OSError:
             digest.update(f"{s.source}\0missing\n".encode())
     return digest.hexdigest()
 
 
-def load_int16(path: Path, sample_rate: int) -> np.ndarray:
+def load_int16(path: Path | str, sample_rate: int) -> np.ndarray:
     """Mono int16 at ``sample_rate``: read as is when it already is (a ``prep convert``
-    output, bit for bit), else decoded and resampled through the convert code path."""
+    output, bit for bit), else decoded and resampled through the convert code path.
+    An object URL is fetched into memory first."""
+    if is_url(path):
+        path = storage.read_bytes(path)
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(io.BytesIO(path) if isinstance(path, bytes) else path) as f:
             if f.channels == 1 and f.subtype == "PCM_16" and f.samplerate == sample_rate:
                 return f.read(dtype="int16")
     except sf.LibsndfileError:
@@ -317,6 +344,48 @@ def _format_state(folder: Path, params: dict, fingerprint: str, overwrite: bool)
     return "todo"
 
 
+def _join(folder: Path | str, name: str) -> Path | str:
+    return storage.join(folder, name) if is_url(folder) else folder / name
+
+
+def _write_manifest(folder: Path | str, name: str, entries: list[Entry]) -> None:
+    if is_url(folder):
+        storage.write_manifest_url(storage.join(folder, name), entries)
+    else:
+        write_manifest(folder / name, entries)
+
+
+REMOTE_FORMATS = ("webdataset",)
+
+
+def _check_remote_out(out: str, options: ShardOptions) -> None:
+    """Object storage takes streamed shards; the random-access formats need a file system."""
+    other = [f for f in options.formats if f not in REMOTE_FORMATS]
+    if other:
+        raise UsageError(
+            f"{', '.join(other)} cannot be written to {out}: only webdataset shards go to "
+            "object storage (write the others to a local or shared folder)"
+        )
+    if options.backend != "local":
+        raise UsageError(
+            "shards on object storage are written from this machine: use --backend local "
+            "(or a shared folder as OUT with --backend dask)"
+        )
+
+
+def _remote_format_state(url: str, params: dict, fingerprint: str, overwrite: bool) -> str:
+    """``done`` when the stored format.json matches; else the prefix is cleared."""
+    if not overwrite:
+        try:
+            existing = json.loads(storage.read_bytes(storage.join(url, "format.json")))
+        except FileNotFoundError:
+            existing = None
+        if existing and (existing.get("params"), existing.get("input")) == (params, fingerprint):
+            return "done"
+    storage.remove(url)
+    return "todo"
+
+
 def _uint8_error(items: list[ItemMeta]) -> float:
     """The largest error uint8 storage adds to any bin: half a quantisation step."""
     steps = [(m.mel_fields["mel_max"] - m.mel_fields["mel_min"]) / 255 for m in items]
@@ -342,36 +411,48 @@ def shard(
     """Turn a converted set (or any audio) into the requested training formats under OUT."""
     options.validate()
     started = time.perf_counter()
-    src, out = Path(src), Path(out)
-    if not src.exists():
+    src, out = local_or_url(src), local_or_url(out)
+    if not is_url(src) and not src.exists():
         raise SourceError(f"{src}: no such file or folder")
+    remote = is_url(out)
+    if remote:
+        _check_remote_out(out, options)
     sources = read_inputs(src)
     fingerprint = input_fingerprint(sources)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partials(out)
+    if not remote:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partials(out)
+    state_of = _remote_format_state if remote else _format_state
     states = {
-        name: _format_state(out / name, options.format_params(name), fingerprint, options.overwrite)
+        name: state_of(
+            _join(out, name), options.format_params(name), fingerprint, options.overwrite
+        )
         for name in options.formats
     }
     summary = ShardSummary(sources=len(sources))
     summary.done_formats = [n for n, s in states.items() if s == "done"]
     todo = [n for n, s in states.items() if s == "todo"]
     if not todo:  # nothing to write; the last run's failures still stand
-        if (out / ERRORS).exists():
+        if remote:
+            summary.errors = storage.read_manifest_url(storage.join(out, ERRORS))
+        elif (out / ERRORS).exists():
             summary.errors = list(iter_manifest(out / ERRORS))
-            summary.failed = len(summary.errors)
+        summary.failed = len(summary.errors)
         summary.wall_seconds = time.perf_counter() - started
         return summary
 
-    staging = out / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    if remote:  # the items are staged on this machine, then streamed into shards
+        staging = Path(tempfile.mkdtemp(prefix="audioprep-staging-"))
+    else:
+        staging = out / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
     item_formats = tuple(n for n in todo if n in ITEM_WRITERS)
     aggregate = [n for n in todo if n in AGGREGATE_WRITERS]
     with Workers(options.jobs, options.backend, options.scheduler) as workers:
         results = workers.run(
             _shard_batch,
-            batch_by_size(sources, lambda s: s.path, workers.count),
+            batch_by_size(sources, source_size, workers.count),
             out=out,
             staging=staging,
             options=options,
@@ -386,11 +467,12 @@ def shard(
 
     rows = StagedRows(staging)
     for name in todo:
-        folder = out / name
+        folder = _join(out, name)
         writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
         if name in AGGREGATE_WRITERS:
             locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)
-            extra["files"] = fingerprint_files(folder, extra.get("shards") or [extra["file"]])
+            if "files" not in extra:
+                extra["files"] = fingerprint_files(folder, [extra["file"]])
         else:
             locations = [{**writer.location(m), "sha256": m.hashes[name]} for m in items]
             extra = {}
@@ -401,7 +483,7 @@ def shard(
             if name in ("mel", "webdataset", "hdf5"):
                 entry.update(meta.mel_fields)
             entries.append(entry)
-        write_manifest(folder / "manifest.jsonl", entries)
+        _write_manifest(folder, "manifest.jsonl", entries)
         params = options.format_params(name)
         text = extra.pop("summary", f"{len(items)} items")
         if options.wants_mel and options.mel_dtype == "uint8" and "mel" in params:
@@ -415,14 +497,19 @@ def shard(
             "params": params,
             "input": fingerprint,
         }
-        with atomic_path(folder / "format.json") as tmp:
-            tmp.write_text(json.dumps(fmt, indent=2) + "\n", encoding="utf-8")
-        (folder / ".params.json").unlink(missing_ok=True)
+        fmt_text = json.dumps(fmt, indent=2) + "\n"
+        if remote:
+            storage.write_bytes(storage.join(folder, "format.json"), fmt_text.encode("utf-8"))
+        else:
+            with atomic_path(folder / "format.json") as tmp:
+                tmp.write_text(fmt_text, encoding="utf-8")
+            (folder / ".params.json").unlink(missing_ok=True)
         summary.written_formats[name] = text
     rows.close()
     shutil.rmtree(staging, ignore_errors=True)
-    write_manifest(out / ERRORS, errors)
-    remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
+    _write_manifest(out, ERRORS, errors)
+    if not remote:
+        remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
     summary.items = len(items)
     summary.audio_seconds = sum(m.num_samples for m in items) / options.sample_rate
     summary.failed = len(errors)

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from loaders.decode import is_audio_name
 from manifests import Entry, iter_manifest, resolve_audio_path
+from prep.storage import filesystem, is_url, join, list_files
 
 TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
 
@@ -22,9 +23,12 @@ class SourceError(ValueError):
 class Source:
     """One input file: where it is, its path relative to the source root, manifest fields."""
 
-    path: Path
+    path: Path | str
+    """A local path, or the URL of an object (``s3://...``)."""
     rel: str
     fields: Entry = field(default_factory=dict)
+    size: int | None = None
+    """Known from the listing for objects; local files are asked when needed."""
 
 
 def is_manifest(path: Path) -> bool:
@@ -42,6 +46,8 @@ def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()
     Extensions match case-insensitively. Symlinked files are included (and followed
     when read); symlinked folders are not walked, so a link loop cannot hang a run.
     """
+    if is_url(src):
+        return _from_storage(str(src), extra_extensions)
     src = Path(src)
     if not src.exists():
         raise SourceError(f"{src}: no such file or folder")
@@ -73,6 +79,32 @@ def _from_manifest(manifest: Path) -> list[Source]:
         fields = {k: v for k, v in entry.items() if k != "audio_filepath"}
         sources.append(Source(path, rel, fields))
     return sorted(sources, key=lambda s: s.rel)
+
+
+def _from_storage(url: str, extra_extensions: tuple[str, ...]) -> list[Source]:
+    """Audio objects under ``url``, sorted by relative path; transcripts fetched at once."""
+    files = list_files(url)
+    if not files:
+        raise SourceError(f"{url}: no such prefix, or nothing under it")
+    audio = sorted(rel for rel in files if is_audio_name(rel.rsplit("/", 1)[-1], extra_extensions))
+    transcripts = {}
+    for rel in audio:
+        stem = rel.rsplit(".", 1)[0]
+        found = [stem + ext for ext in TRANSCRIPT_EXTENSIONS if stem + ext in files]
+        if found:
+            transcripts[rel] = found[0]
+    texts = {}
+    if transcripts:
+        fs, root = filesystem(url)
+        raw = fs.cat([f"{root}/{t}" for t in transcripts.values()])
+        texts = {t: raw[f"{root}/{t}"] for t in transcripts.values()}
+    sources = []
+    for rel in audio:
+        fields = {}
+        if rel in transcripts:
+            fields["text"] = texts[transcripts[rel]].decode("utf-8", errors="replace").strip()
+        sources.append(Source(join(url, rel), rel, fields, size=int(files[rel]["size"])))
+    return sources
 
 
 def transcript_for(path: Path) -> str | None:
@@ -119,3 +151,15 @@ def _add_hash(rel: str, suffix: str) -> str:
     digest = hashlib.sha1(rel.encode("utf-8")).hexdigest()[:8]
     path = PurePosixPath(rel)
     return path.with_name(f"{path.stem}-{digest}{suffix}").as_posix()
+
+
+def source_size(source) -> int:
+    """Bytes of a source, for batching: known from the listing for objects, else asked."""
+    if getattr(source, "size", None) is not None:
+        return source.size
+    if is_url(source.path):
+        return 0
+    try:
+        return os.stat(source.path).st_size
+    except OSError:
+        return 0

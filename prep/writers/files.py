@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from manifests import atomic_path
+from prep.storage import filesystem, is_url, join
 
 
 def write_once(path: Path, data: bytes) -> str:
@@ -28,3 +32,45 @@ def fingerprint_files(folder: Path, names: list[str]) -> dict[str, dict]:
         name: {"size": (folder / name).stat().st_size, "sha256": file_digest(folder / name)}
         for name in names
     }
+
+
+class _HashingFile:
+    """A write-only binary file that hashes and counts what passes through it."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+@contextlib.contextmanager
+def open_output(folder: Path | str, name: str, files: dict[str, dict]) -> Iterator[BinaryIO]:
+    """A binary file to stream one output into, committed whole or not at all.
+
+    Locally it is written under a temporary name and renamed; on object storage it is a
+    multipart upload completed only on success. Its size and sha256 go into ``files``.
+    """
+    if is_url(folder):
+        fs, path = filesystem(join(folder, name))
+        fh = fs.open(path, "wb", autocommit=False)
+        try:
+            hashing = _HashingFile(fh)
+            yield hashing
+            fh.close()
+            fh.commit()
+        except BaseException:
+            fh.discard()
+            raise
+    else:
+        with atomic_path(Path(folder) / name) as tmp, open(tmp, "wb") as fh:
+            hashing = _HashingFile(fh)
+            yield hashing
+    files[name] = {"size": hashing.size, "sha256": hashing.sha256.hexdigest()}

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from manifests import atomic_path
 from prep.pcm import encode_pcm16
+from prep.writers.files import open_output
 
 DEFAULT_SHARD_BYTES = 256 << 20
 
@@ -67,7 +67,7 @@ def _sample(meta, rows, options, with_text: bool) -> dict:
     return sample
 
 
-def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dict]:
+def write_all(folder: Path | str, items: list, rows, options) -> tuple[list[dict], dict]:
     from webdataset import TarWriter  # the webdataset package imports torch: only when used
 
     order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
@@ -75,9 +75,10 @@ def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dic
     num_shards = math.ceil(len(items) / per_shard)
     with_text = any("text" in m.fields for m in items)
     locations: list[dict] = [{} for _ in items]
+    files: dict[str, dict] = {}
     for s in range(num_shards):
         name = shard_name(s)
-        with atomic_path(folder / name) as tmp, open(tmp, "wb") as fh:
+        with open_output(folder, name, files) as fh:
             writer = TarWriter(fh, user="audioprep", group="audioprep", mtime=0, encoder=False)
             for i in order[s * per_shard : (s + 1) * per_shard]:
                 meta = items[i]
@@ -90,6 +91,7 @@ def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dic
         "samples_per_shard": per_shard,
         "last_shard_samples": last,
         "shards": [shard_name(s) for s in range(num_shards)],
+        "files": files,
         "summary": f"{num_shards} shards of {per_shard} samples (last {last}), {len(items)} in all",
     }
     return locations, extra
