@@ -8,7 +8,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset, IterableDataset
 
-from loaders.sample import is_url, read_folder
+from loaders.sample import read_folder
+from manifests import is_url
 
 
 def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:

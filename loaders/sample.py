@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from loaders.decode import INT16_SCALE
-from manifests import Entry, iter_manifest
+from manifests import Entry, is_url, iter_manifest, parse_manifest_lines
 
 AUDIO_DTYPES = ("float32", "int16")
 
@@ -51,11 +51,6 @@ def make_sample(entry: Entry, sample_rate: int, **tensors: torch.Tensor) -> dict
     return sample
 
 
-def is_url(location: str | Path) -> bool:
-    """An object-storage folder such as ``s3://bucket/shards/webdataset`` (opened by fsspec)."""
-    return isinstance(location, str) and "://" in location and not location.startswith("file://")
-
-
 def read_folder(folder: str | Path) -> tuple[dict, list[Entry]]:
     """A prep folder's ``format.json`` (empty for a ``prep convert`` folder) and manifest."""
     if is_url(folder):
@@ -66,7 +61,7 @@ def read_folder(folder: str | Path) -> tuple[dict, list[Entry]]:
             fmt = json.loads(fh.read())
         with fsspec.open(f"{base}/manifest.jsonl", "rb") as fh:
             lines = fh.read().decode("utf-8").splitlines()
-        return fmt, [json.loads(line) for line in lines if line.strip()]
+        return fmt, list(parse_manifest_lines(lines, f"{base}/manifest.jsonl"))
     folder = Path(folder)
     fmt_path = folder / "format.json"
     fmt = json.loads(fmt_path.read_text(encoding="utf-8")) if fmt_path.exists() else {}

@@ -22,7 +22,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from loaders.mel_storage import from_storage
-from loaders.sample import audio_tensor, check_dtype, is_url, make_sample, read_folder
+from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from manifests import is_url
 
 
 def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -40,11 +41,11 @@ def _open_shards(urls: Iterator[dict]) -> Iterator[dict]:
         if is_url(url):
             import fsspec  # only for object storage
 
-            with fsspec.open(url, "rb") as stream:
-                yield {**sample, "stream": stream}
+            opened = fsspec.open(url, "rb")
         else:
-            with open(url, "rb") as stream:
-                yield {**sample, "stream": stream}
+            opened = open(url, "rb")  # noqa: SIM115 - closed by the with below
+        with opened as stream:
+            yield {**sample, "stream": stream}
 
 
 def _tar_samples(urls: Iterator[dict]) -> Iterator[dict]:

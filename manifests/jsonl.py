@@ -23,16 +23,21 @@ class ManifestError(ValueError):
 def iter_manifest(path: str | os.PathLike[str]) -> Iterator[Entry]:
     """Yield the entries of a manifest one by one, without loading the whole file."""
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(entry, dict):
-                raise ManifestError(f"{path}:{lineno}: line is not a JSON object")
-            yield entry
+        yield from parse_manifest_lines(fh, path)
+
+
+def parse_manifest_lines(lines: Iterable[str], name: str | os.PathLike[str]) -> Iterator[Entry]:
+    """Entries from a manifest's lines (a file, or an object's text); ``name`` for errors."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{name}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{name}:{lineno}: line is not a JSON object")
+        yield entry
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Entry]:

@@ -79,6 +79,11 @@ def validate_manifest(
     return count
 
 
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """An object-storage location (``s3://bucket/prefix``, any fsspec protocol but file)."""
+    return isinstance(location, str) and "://" in location and not location.startswith("file://")
+
+
 def resolve_audio_path(manifest_path: str | os.PathLike[str], entry: Entry) -> Path:
     """The absolute audio path of an entry: relative paths are taken from the manifest's folder."""
     audio = Path(entry["audio_filepath"])

@@ -34,6 +34,7 @@ from manifests import (
     JournalFollower,
     ManifestAppender,
     atomic_path,
+    is_url,
     iter_journal,
     iter_manifest,
     remove_partials,
@@ -51,7 +52,8 @@ from prep.sources import (
     source_size,
     transcript_for,
 )
-from prep.storage import is_url, local_or_url
+from prep.storage import local_or_url
+from prep.writers.files import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +179,6 @@ def _duration_filter(seconds: float, options: ConvertOptions) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _write_pcm(reader, target, fmt: str, options: ConvertOptions) -> int:
     """Decode, mix down, resample and write every block; return the samples written."""
     sr = options.sample_rate
@@ -230,11 +227,11 @@ def convert_file(
         else:
             with atomic_path(out_path) as tmp:
                 written = _write_pcm(reader, tmp, fmt, options)
-                digest = _sha256(tmp)
+                digest = file_digest(tmp)
                 size = tmp.stat().st_size
     if stat:  # recorded so `prep verify --sources` can tell a changed source
         stat["source_sha256"] = (
-            hashlib.sha256(data).hexdigest() if data is not None else _sha256(source.path)
+            hashlib.sha256(data).hexdigest() if data is not None else file_digest(source.path)
         )
     entry: Entry = {
         "audio_filepath": out_rel,

@@ -26,13 +26,13 @@ import soundfile as sf
 
 from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
 from loaders.mel_storage import to_storage
-from manifests import Entry, atomic_path, iter_manifest, remove_partials, write_manifest
+from manifests import Entry, atomic_path, is_url, iter_manifest, remove_partials, write_manifest
 from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
 from prep.sources import SourceError, discover, is_manifest, source_size
-from prep.storage import is_url, local_or_url
+from prep.storage import local_or_url
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
 from prep.writers.files import fingerprint_files
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from loaders.decode import is_audio_name
-from manifests import Entry, iter_manifest, resolve_audio_path
-from prep.storage import filesystem, is_url, join, list_files
+from manifests import Entry, is_url, iter_manifest, resolve_audio_path
+from prep.storage import filesystem, join, list_files
 
 TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
 

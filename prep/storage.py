@@ -7,18 +7,12 @@ which S3 makes visible whole or not at all: the remote counterpart of write-then
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from manifests import Entry, dumps_entry
-
-
-def is_url(location: str | os.PathLike[str]) -> bool:
-    """``s3://...``, ``gs://...``, ``memory://...``: anything fsspec opens by protocol."""
-    return isinstance(location, str) and "://" in location and not location.startswith("file://")
+from manifests import Entry, dumps_entry, is_url, parse_manifest_lines
 
 
 def filesystem(url: str) -> tuple[Any, str]:
@@ -86,7 +80,7 @@ def read_manifest_url(url: str) -> list[Entry]:
         text = read_bytes(url).decode("utf-8")
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(parse_manifest_lines(text.splitlines(), url))
 
 
 def remove(url: str) -> None:

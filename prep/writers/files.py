@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from manifests import atomic_path
-from prep.storage import filesystem, is_url, join
+from manifests import atomic_path, is_url
+from prep.storage import filesystem, join
 
 
 def write_once(path: Path, data: bytes) -> str:
