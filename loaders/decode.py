@@ -10,6 +10,7 @@ not from the extension. Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -25,9 +26,9 @@ from soundfile import _ffi, _snd  # the C handle, for reads that do not seek (se
 
 from loaders.ffmpeg import FfmpegError, FfmpegStream, ffmpeg_version
 
-Decoder = Literal["auto", "soundfile", "ffmpeg"]
+Decoder = Literal["auto", "soundfile", "pyav", "ffmpeg"]
 ChannelMode = Literal["mix", "first"]
-DECODERS: tuple[str, ...] = ("auto", "soundfile", "ffmpeg")
+DECODERS: tuple[str, ...] = ("auto", "soundfile", "pyav", "ffmpeg")
 AUDIO_EXTENSIONS: tuple[str, ...] = ("mp3", "ogg", "oga", "opus", "flac", "wav")
 """What a folder walk picks up, case-insensitively (decoding itself goes by content)."""
 
@@ -185,7 +186,117 @@ class FfmpegReader:
         self._stream.close()
 
 
-AudioReader = SoundfileReader | FfmpegReader
+class PyAVReader:
+    """libavcodec in process (PyAV), for Ogg Vorbis and Opus.
+
+    Measured on one core: Vorbis 1.3-1.4x and Opus 2.5x faster than libsndfile, which
+    makes them the slowest codecs to convert otherwise. libavcodec hands out frames of a
+    few hundred samples; they are gathered into blocks of ``frames`` so the per-block
+    work downstream (mixdown, resampling, writing) is not paid per frame.
+    """
+
+    def __init__(self, path: AudioInput) -> None:
+        import av
+
+        self.path = path
+        try:
+            self._container = av.open(io.BytesIO(path) if isinstance(path, bytes) else str(path))
+        except (av.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"libavcodec cannot open it ({_pyav_reason(exc)})") from None
+        try:
+            self._stream = self._container.streams.audio[0]
+        except IndexError:
+            self.close()
+            raise DecodeError("no audio stream") from None
+        codec = self._stream.codec_context
+        rate = codec.sample_rate
+        frames = None
+        if self._stream.duration is not None and self._stream.time_base is not None:
+            frames = round(float(self._stream.duration * self._stream.time_base) * rate)
+        self.info = AudioInfo(
+            sample_rate=rate,
+            channels=codec.channels,
+            frames=frames,
+            format=f"{self._container.format.name}/{codec.name}",
+            decoder="pyav",
+            decoder_version=_pyav_version(),
+        )
+        if self._container.format.name == "ogg" and not _ogg_has_end_of_stream(path):
+            self.close()
+            raise DecodeError("truncated Ogg stream (no end-of-stream page)")
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        import av
+
+        channels = self.info.channels
+        buffer = np.empty((channels, frames), dtype=np.float32)
+        filled = decoded = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                planes = _planar_float32(frame.to_ndarray(), frame.format, channels)
+                start, count = 0, planes.shape[1]
+                decoded += count
+                while start < count:
+                    take = min(frames - filled, count - start)
+                    buffer[:, filled : filled + take] = planes[:, start : start + take]
+                    filled += take
+                    start += take
+                    if filled == frames:
+                        yield buffer.T  # [frames, channels], a view: columns stay contiguous
+                        buffer = np.empty((channels, frames), dtype=np.float32)
+                        filled = 0
+        except av.FFmpegError as exc:
+            raise DecodeError(
+                f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
+                f"({_pyav_reason(exc)})"
+            ) from None
+        if filled:
+            yield buffer[:, :filled].T
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _planar_float32(array: np.ndarray, fmt, channels: int) -> np.ndarray:
+    """A decoded frame as ``[channels, n]`` float32 in [-1, 1], whatever its sample format."""
+    if not fmt.is_planar:
+        array = array.reshape(-1, channels).T
+    if array.dtype == np.float32:
+        return array
+    if array.dtype.kind == "i":
+        return array.astype(np.float32) / np.float32(-float(np.iinfo(array.dtype).min))
+    return array.astype(np.float32)
+
+
+def _pyav_reason(exc: Exception) -> str:
+    return str(getattr(exc, "strerror", None) or exc).rstrip(".")
+
+
+@functools.cache
+def _pyav_version() -> str:
+    import av
+
+    libavcodec = ".".join(str(v) for v in av.library_versions["libavcodec"])
+    return f"PyAV {av.__version__}, libavcodec {libavcodec}"
+
+
+PYAV_CODECS = (b"\x01vorbis", b"OpusHead")
+"""Codecs ``--decoder auto`` hands to PyAV: the first packet of an Ogg stream names them."""
+
+
+def _prefers_pyav(head: bytes) -> bool:
+    """Whether the file starts an Ogg Vorbis or Ogg Opus stream (by content, not name).
+
+    The first Ogg page is a 27-byte header, a segment table, then the codec's
+    identification packet, which starts with its magic.
+    """
+    if len(head) < 28 or head[:4] != b"OggS":
+        return False
+    packet = 27 + head[26]
+    return any(head[packet : packet + len(magic)] == magic for magic in PYAV_CODECS)
+
+
+AudioReader = SoundfileReader | PyAVReader | FfmpegReader
 
 
 def _libsndfile_reason(exc: sf.LibsndfileError) -> str:
@@ -195,15 +306,19 @@ def _libsndfile_reason(exc: sf.LibsndfileError) -> str:
     return text.rstrip(".")
 
 
-def _check_readable(path: AudioInput) -> None:
-    """Turn the common OS-level failures into one clear reason before any decoder runs."""
+_HEAD_BYTES = 512
+
+
+def _check_readable(path: AudioInput) -> bytes:
+    """Turn the common OS-level failures into one clear reason before any decoder runs;
+    return the file's first bytes, which say what it holds."""
     if isinstance(path, bytes):
         if not path:
             raise DecodeError("empty file (0 bytes)")
-        return
+        return path[:_HEAD_BYTES]
     try:
         with open(path, "rb") as fh:
-            head = fh.read(1)
+            head = fh.read(_HEAD_BYTES)
     except FileNotFoundError:
         reason = "broken symlink" if os.path.islink(path) else "file not found"
         raise DecodeError(reason) from None
@@ -215,21 +330,25 @@ def _check_readable(path: AudioInput) -> None:
         raise DecodeError(f"cannot read it ({exc.strerror})") from None
     if not head:
         raise DecodeError("empty file (0 bytes)")
+    return head
 
 
 @contextlib.contextmanager
 def open_audio(path: AudioInput, decoder: Decoder = "auto") -> Iterator[AudioReader]:
-    """Open ``path`` for block decoding: libsndfile first, ffmpeg for what it refuses.
+    """Open ``path`` for block decoding with the fastest in-process decoder for its codec:
+    PyAV for Ogg Vorbis and Opus, libsndfile for the rest, ffmpeg for what it refuses.
 
     ``path`` may also be the bytes of a whole file (an object fetched from storage): it
-    is decoded from memory by both decoders, never through a temporary file.
+    is decoded from memory by every decoder, never through a temporary file.
     """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}")
-    _check_readable(path)
+    head = _check_readable(path)
     reader: AudioReader
     if decoder == "ffmpeg":
         reader = FfmpegReader(path)
+    elif decoder == "pyav" or (decoder == "auto" and _prefers_pyav(head)):
+        reader = PyAVReader(path)
     else:
         try:
             reader = SoundfileReader(path)

@@ -97,7 +97,9 @@ def main() -> None:
 @click.option("--channels", default="mix", show_default=True, help="mix (average) or first.")
 @click.option("--min-duration", type=float, default=None, help="Skip shorter files (seconds).")
 @click.option("--max-duration", type=float, default=None, help="Skip longer files (seconds).")
-@click.option("--decoder", default="auto", show_default=True, help="auto, soundfile or ffmpeg.")
+@click.option(
+    "--decoder", default="auto", show_default=True, help="auto, soundfile, pyav or ffmpeg."
+)
 @click.option("--quality", default="HQ", show_default=True, help="soxr quality: LQ MQ HQ VHQ.")
 @click.option("--ext", "extensions", multiple=True, help="Another extension to pick up.")
 @click.option("--overwrite", is_flag=True, help="Redo files that are already converted.")

@@ -44,6 +44,7 @@ from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.pcm import pcm16_writer
+from prep.readahead import read_ahead
 from prep.sources import (
     Source,
     discover,
@@ -214,7 +215,7 @@ def convert_file(
         data = None
         stat = _stat_fields(source.path) if source.path.exists() else {}
         audio_input = source.path
-    with open_audio(audio_input, options.decoder) as reader:
+    with open_audio(audio_input, options.decoder) as opened, read_ahead(opened) as reader:
         info = reader.info
         if info.duration is not None and (reason := _duration_filter(info.duration, options)):
             raise _Skip(reason)

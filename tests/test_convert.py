@@ -409,3 +409,71 @@ def test_wav_output_is_the_standard_pcm16_file_libsndfile_writes(src, out, tmp_p
     samples, rate = read_int16(out / "a.wav")
     sf.write(tmp_path / "ref.wav", samples, rate, subtype="PCM_16")
     assert (out / "a.wav").read_bytes() == (tmp_path / "ref.wav").read_bytes()
+
+
+@pytest.mark.parametrize(("ext", "channels"), [("ogg", 2), ("opus", 1), ("opus", 2)])
+def test_vorbis_and_opus_go_through_pyav_and_agree_with_libsndfile(src, tmp_path, ext, channels):
+    make_file(src / f"a.{ext}", seconds=2.0, sr=48000, channels=channels)
+    convert(src, tmp_path / "auto", ConvertOptions(jobs=1))
+    convert(src, tmp_path / "sf", ConvertOptions(jobs=1, decoder="soundfile"))
+    (entry,) = read_manifest(tmp_path / "auto" / "manifest.jsonl")
+    codec = "vorbis" if ext == "ogg" else "opus"
+    assert entry["decoder"] == "pyav" and entry["source_format"] == f"ogg/{codec}"
+    ours, _ = read_int16(tmp_path / "auto" / "a.wav")
+    ref, _ = read_int16(tmp_path / "sf" / "a.wav")
+    assert len(ours) == len(ref)  # the same pre-skip and end trimming
+    assert _in_band_snr_db(ours, ref, 16000, 7600) > 50  # two decoders of the same stream
+
+
+def test_pyav_reports_bad_input_in_one_line(src, out):
+    (src / "random.ogg").write_bytes(np.random.default_rng(1).bytes(20_000))
+    (src / "text.opus").write_text("not audio\n" * 100)
+    summary = convert(src, out, ConvertOptions(jobs=1, decoder="pyav"))
+    assert summary.failed == 2
+    for error in summary.errors:
+        assert "\n" not in error["reason"] and error["reason"]
+
+
+def _blocks(reader, frames: int = 4096) -> np.ndarray:
+    return np.concatenate([np.array(b) for b in reader.blocks(frames)])
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
+def test_reading_ahead_in_a_thread_yields_the_same_blocks(tmp_path, ext):
+    from loaders.decode import open_audio
+    from prep.readahead import ReadAhead
+
+    path = make_file(tmp_path / f"long.{ext}", seconds=7.0)
+    with open_audio(path) as reader:
+        inline = _blocks(reader)
+    with open_audio(path) as reader:
+        ahead = ReadAhead(reader)
+        try:
+            threaded = _blocks(ahead)
+        finally:
+            ahead.stop()
+    np.testing.assert_array_equal(threaded, inline)
+
+
+def test_read_ahead_stops_its_thread_when_the_consumer_leaves_early(tmp_path):
+    import threading
+
+    from loaders.decode import open_audio
+    from prep.readahead import read_ahead
+
+    path = make_file(tmp_path / "long.flac", seconds=8.0)  # above the read-ahead threshold
+    before = threading.active_count()
+    with open_audio(path) as opened, read_ahead(opened) as reader:
+        assert type(reader).__name__ == "ReadAhead"
+        first = next(iter(reader.blocks(1024)))
+        assert threading.active_count() == before + 1
+    assert len(first) == 1024 and threading.active_count() == before
+
+
+def test_read_ahead_hands_a_decode_error_to_the_consumer(src, out, tmp_path):
+    flac = make_file(tmp_path / "whole.flac", seconds=16.0)
+    (src / "cut.flac").write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    summary = convert(src, out, ConvertOptions(jobs=1))
+    reason = summary.errors[0]["reason"]  # raised in the decoder thread, caught in the worker
+    assert summary.failed == 1 and ("decoding failed after" in reason or "truncated" in reason)
+    assert not list(out.glob("*.wav")) and not list(out.glob("*.partial*"))
