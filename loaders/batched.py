@@ -22,6 +22,7 @@ from torch.utils.data import (
 
 from loaders.collate import pad_collate, padding_mask
 from loaders.sample import audio_tensor
+from loaders.shared_batches import SharedBatchLoader
 
 
 def batch_from_rows(
@@ -91,15 +92,26 @@ def batch_loader(
     shuffle: bool = False,
     seed: int = 0,
     drop_last: bool = False,
+    shared_slots: bool = False,
     **dataloader_options,
-) -> DataLoader | BatchLoader:
-    """A DataLoader yielding pad_collate-shaped batches, read whole where the dataset can."""
+) -> DataLoader | BatchLoader | SharedBatchLoader:
+    """A DataLoader yielding pad_collate-shaped batches, read whole where the dataset can.
+
+    ``shared_slots=True`` (map-style datasets, ``num_workers >= 1``): workers write batches
+    into a ring of reused shared-memory slots and the batches are views of it, valid until
+    two more batches are taken (see :mod:`loaders.shared_batches`). It is what keeps worker
+    processes from being slower than none on the fast formats.
+    """
     if isinstance(dataset, IterableDataset):
         return DataLoader(
             dataset, batch_size=batch_size, collate_fn=pad_collate, **dataloader_options
         )
     generator = torch.Generator().manual_seed(seed)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    if shared_slots and dataloader_options.get("num_workers", 0) > 0:
+        return SharedBatchLoader(
+            dataset, BatchSampler(order, batch_size, drop_last), **dataloader_options
+        )
     if hasattr(dataset, "read_batch"):
         sampler = BatchSampler(order, batch_size, drop_last)
         reads = DataLoader(

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from loaders.sample import to_float
 
 
-def padding_mask(lengths: list[int], width: int) -> torch.Tensor:
+def padding_mask(
+    lengths: list[int], width: int, allocate: Callable[..., torch.Tensor] | None = None
+) -> torch.Tensor:
     """``[B, width]`` bool, True on real samples.
 
     With no padded row it is one all-True row broadcast to ``[B, width]`` (a read-only
     view, no allocation); otherwise all True with each short row cleared. Either way it
     costs less than comparing every position, which cost more than reading the audio.
+    ``allocate(name, shape, dtype)`` places a full mask (a reused shared slot costs no
+    page faults, a fresh tensor does).
     """
     if all(length >= width for length in lengths):
         return torch.ones(1, width, dtype=torch.bool).expand(len(lengths), width)
-    mask = torch.ones(len(lengths), width, dtype=torch.bool)
+    shape = (len(lengths), width)
+    if allocate is None:
+        mask = torch.ones(shape, dtype=torch.bool)
+    else:
+        mask = allocate("attention_mask", shape, torch.bool).fill_(True)
     for row, length in enumerate(lengths):
         if length < width:
             mask[row, length:] = False

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from loaders.batched import batch_from_rows
@@ -53,10 +54,22 @@ class MemmapDataset(Dataset):
         """The int16 rows ``[B, T]`` for ``indices``, as one in-memory copy."""
         return self.array[np.array([self.entries[i]["row"] for i in indices])]
 
-    def read_batch(self, indices: list[int], mask: bool = True) -> dict:
-        """The batch for ``indices`` (pad_collate's shape) from one fancy-index read."""
+    reads_into = True
+
+    def read_batch(self, indices: list[int], mask: bool = True, allocate=None) -> dict:
+        """The batch for ``indices`` (pad_collate's shape) from one fancy-index read.
+
+        ``allocate(name, shape, dtype)`` gives the int16 rows a destination (a shared
+        slot, see :mod:`loaders.shared_batches`), so they are copied once, not twice.
+        """
         entries = [self.entries[i] for i in indices]
-        return batch_from_rows(self._rows(indices), entries, self.sample_rate, self.dtype, mask)
+        if allocate is None or self.dtype != "int16":
+            block = self._rows(indices)
+        else:
+            rows = np.array([e["row"] for e in entries])
+            block = allocate("audio", (len(rows), self.array.shape[1]), torch.int16)
+            np.take(self.array, rows, axis=0, out=block.numpy())
+        return batch_from_rows(block, entries, self.sample_rate, self.dtype, mask)
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         return [

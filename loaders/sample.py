@@ -27,8 +27,10 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
-def audio_tensor(samples: np.ndarray, dtype: str) -> torch.Tensor:
+def audio_tensor(samples: np.ndarray | torch.Tensor, dtype: str) -> torch.Tensor:
     """int16 samples as the contract's tensor: float32 / 32768, or int16 untouched."""
+    if isinstance(samples, torch.Tensor):
+        return samples if dtype == "int16" else to_float(samples)
     if dtype == "int16":
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.int16))
     return torch.from_numpy(samples.astype(np.float32) / np.float32(INT16_SCALE))

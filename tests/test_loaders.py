@@ -480,3 +480,82 @@ def test_batch_loader_gives_the_batches_pad_collate_gives(data, name, workers):
     for int16_batch, float_batch in zip(fast, batches, strict=True):
         assert int16_batch["audio"].dtype == torch.int16
         assert torch.equal(to_device(int16_batch, "cpu")["audio"], float_batch["audio"])
+
+
+SHARED = {
+    **MAP_STYLE,
+    "mel": lambda d, dtype="float32": MelDataset(d["sh"] / "mel"),
+}
+
+
+def _in_ring(tensor: torch.Tensor, loader) -> bool:
+    buffers = loader.ring.buffers
+    start = buffers.data_ptr()
+    return start <= tensor.data_ptr() < start + buffers.numel()
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+@pytest.mark.parametrize(("workers", "dtype"), [(1, "int16"), (2, "float32")])
+def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, workers, dtype):
+    dataset = SHARED[name](data, dtype=dtype)
+    shared = batch_loader(
+        dataset, 3, shuffle=True, seed=5, shared_slots=True, num_workers=workers,
+        persistent_workers=True,
+    )  # fmt: skip
+    plain = batch_loader(dataset, 3, shuffle=True, seed=5)
+    assert len(shared) == len(plain)
+    for _epoch in range(2):  # slot numbers run on across epochs
+        count = 0
+        for ours, expected in zip(shared, plain, strict=True):
+            assert set(ours) == set(expected) and ours["key"] == expected["key"]
+            for field, value in expected.items():
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(ours[field], value), field
+            assert _in_ring(ours["audio" if "audio" in ours else "mel"], shared)
+            count += 1
+        assert count == len(plain)
+
+
+def test_a_shared_batch_stays_intact_until_two_more_are_taken(data):
+    dataset = MemmapDataset(data["sh"] / "memmap", dtype="int16")
+    loader = batch_loader(
+        dataset, 1, shuffle=True, seed=1, shared_slots=True, num_workers=2, prefetch_factor=1
+    )
+    held, copies = [], []
+    for batch in loader:
+        held.append(batch)
+        copies.append({k: v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)})
+        if len(held) == 2:  # the one before this one is still what the worker wrote
+            for field, value in copies[0].items():
+                assert torch.equal(held[0][field], value), field
+            held.pop(0)
+            copies.pop(0)
+    assert len(loader.ring.buffers) == 1 * 2 + 2  # prefetch_factor * workers + keep
+
+
+def test_a_batch_larger_than_its_slot_travels_the_usual_way(data):
+    from loaders.shared_batches import SharedBatchLoader
+
+    dataset = SegmentsDataset(data["sh"] / "segments")
+    sampler = torch.utils.data.BatchSampler(range(len(dataset)), 4, drop_last=False)
+    loader = SharedBatchLoader(dataset, sampler, num_workers=2, slot_bytes=64)
+    keys = []
+    for batch, expected in zip(loader, batch_loader(dataset, 4), strict=True):
+        assert not _in_ring(batch["audio"], loader)
+        assert torch.equal(batch["audio"], expected["audio"]) and batch["key"] == expected["key"]
+        keys += batch["key"]
+    assert len(keys) == len(dataset)
+
+
+def test_shared_slots_refuse_what_would_reuse_a_slot_too_early(data):
+    dataset = MemmapDataset(data["sh"] / "memmap")
+    with pytest.raises(ValueError, match="in_order"):
+        batch_loader(dataset, 2, shared_slots=True, num_workers=2, in_order=False)
+    loader = batch_loader(dataset, 2, shared_slots=True, num_workers=1)
+    first = iter(loader)
+    next(first)
+    with pytest.raises(RuntimeError, match="one loop at a time"):
+        next(iter(loader))
+    first.close()
+    assert len(list(loader)) == len(loader)  # free again once the first loop is closed
+    assert type(batch_loader(dataset, 2, shared_slots=True)).__name__ == "BatchLoader"

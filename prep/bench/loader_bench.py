@@ -32,18 +32,22 @@ class LoaderRow:
     audio_seconds_per_second: float
     repeats: int
     threads: bool = False
+    shared: bool = False  # batches handed over through shared slots (loaders.shared_batches)
 
     @property
     def parallelism(self) -> str:
-        return f"{self.workers} threads" if self.threads else f"{self.workers} workers"
+        if self.threads:
+            return f"{self.workers} threads"
+        return f"{self.workers} workers" + (", shared slots" if self.shared else "")
 
 
-def _loader(dataset: Dataset, batch_size: int, workers: int):
+def _loader(dataset: Dataset, batch_size: int, workers: int, shared: bool = False):
     shuffle = not isinstance(dataset, IterableDataset)
     return batch_loader(
         dataset,
         batch_size,
         shuffle=shuffle,
+        shared_slots=shared,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
         persistent_workers=workers > 0,  # a small set read twice must not fork workers again
@@ -99,11 +103,11 @@ def measure_loaders(
             drop(*cold_roots)
         return time_loader(make(), device, max_seconds, max(4, n // b))
 
-    def record(name, dtype, w, b, make, is_threads=False):
+    def record(name, dtype, w, b, make, is_threads=False, shared=False):
         runs = [timed(make, b, n) for _ in range(repeats)]
         speed = statistics.median(r[0] for r in runs)
         audio = statistics.median(r[1] for r in runs)
-        rows.append(LoaderRow(name, dtype, w, b, speed, audio, repeats, is_threads))
+        rows.append(LoaderRow(name, dtype, w, b, speed, audio, repeats, is_threads, shared))
 
     for name, build in sets.items():
         for dtype in ("float32", "int16"):
@@ -111,9 +115,15 @@ def measure_loaders(
             if dataset is None:
                 continue
             n = len(dataset)
+            map_style = not isinstance(dataset, IterableDataset)
             for w in workers:
                 for b in batch_sizes:
-                    record(name, dtype, w, b, lambda d=dataset, b=b, w=w: _loader(d, b, w))
+                    shared = map_style and w > 0
+                    make = lambda d=dataset, b=b, w=w, s=shared: _loader(d, b, w, s)  # noqa: E731
+                    record(name, dtype, w, b, make, shared=shared)
+            if map_style and max(workers) > 0:  # the DataLoader's own hand-over, to compare
+                w, b = max(workers), max(batch_sizes)
+                record(name, dtype, w, b, lambda d=dataset, b=b, w=w: _loader(d, b, w))
             if threads and not isinstance(dataset, IterableDataset):
                 b = max(batch_sizes)
                 record(
@@ -193,17 +203,20 @@ def loader_tables(rows: list[LoaderRow]) -> str:
             f"| {row.parallelism} | {row.batch_size} | {row.dtype} | {ratio:.0f}x |"
         )
     lines += ["", "Samples/s by parallelism (best batch size and transport for each):", ""]
-    columns = sorted({(r.threads, r.workers) for r in rows})
-    names = [f"{w} threads" if t else f"{w} workers" for t, w in columns]
+    columns = sorted({(r.threads, r.workers, r.shared) for r in rows})
+    names = [
+        f"{w} threads" if t else f"{w} workers" + (", shared slots" if s else "")
+        for t, w, s in columns
+    ]
     lines.append("| format | " + " | ".join(names) + " |")
     lines.append("|---|" + "---:|" * len(columns))
     for name in best:
         cells = []
-        for t, w in columns:
+        for column in columns:
             found = [
                 r.samples_per_second
                 for r in rows
-                if r.name == name and (r.threads, r.workers) == (t, w)
+                if r.name == name and (r.threads, r.workers, r.shared) == column
             ]
             cells.append(f"{max(found):.0f}" if found else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -241,5 +254,11 @@ def recommendation(rows: list[LoaderRow], cpu_count: int) -> str:
             "Worker processes made these slower than none: " + ", ".join(slower) + ". Each batch "
             "crosses from a worker to the trainer through shared memory, which costs more than "
             "reading it from page cache; use no workers (or threads) for them."
+        )
+    if any(r.shared for r in rows):
+        lines.append(
+            "Worker rows of map-style formats hand batches over through reused shared slots "
+            "(`batch_loader(..., shared_slots=True)`); the DataLoader's own hand-over, a "
+            "fresh shared-memory segment per batch, is the column without them."
         )
     return " ".join(lines)

@@ -327,6 +327,7 @@ def _loader_for(row: LoaderRow, dataset, batch_size: int = 32):
         dataset,
         batch_size,
         shuffle=True,
+        shared_slots=row.shared,
         num_workers=row.workers,
         prefetch_factor=4 if row.workers else None,
         persistent_workers=row.workers > 0,  # a new epoch must not fork workers again

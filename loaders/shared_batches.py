@@ -1,0 +1,247 @@
+"""Batches handed from DataLoader workers through a ring of reused shared-memory slots.
+
+PyTorch hands every batch a worker makes to the trainer in a fresh shared-memory segment:
+the worker creates and fills it, the trainer maps it, both fault its pages in, and it is
+unmapped again. For a 5 MB batch that costs several times more than reading it from a
+memmap or HDF5 file in page cache, which is why worker processes made the fast formats
+slower than no workers at all. Here the ring is allocated once, before the workers
+start; a worker writes its batch's tensors into the slot its batch number names, and only
+the slot number, offsets and small fields cross the pipe. The trainer gets views.
+
+The catch, and why this is an option: a view stays valid until its slot comes round
+again. The DataLoader sends one new batch to the workers for each batch it yields (with
+``in_order``, its default), so with ``prefetch_factor * num_workers + keep`` slots a batch
+stays intact until ``keep`` more batches have been taken: use it, move it to the device
+or copy it before then.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from loaders.collate import pad_collate, padding_mask
+
+_ALIGN = 64
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
+def _tensor_bytes(batch: dict) -> int:
+    """Slot bytes a batch needs: every tensor goes in, however small, since a tensor
+    pickled by a worker costs a shared-memory segment of its own."""
+    return sum(
+        _aligned(v.numel() * v.element_size())
+        for v in batch.values()
+        if isinstance(v, torch.Tensor)
+    )
+
+
+def _slot_bytes_for(batch: dict) -> int:
+    """A batch's tensors, plus a full attention mask (made in the slot when rows are padded)."""
+    audio = batch.get("audio")
+    mask = _aligned(audio.shape[0] * audio.shape[-1]) if audio is not None else 0
+    return _tensor_bytes({k: v for k, v in batch.items() if k != "attention_mask"}) + mask
+
+
+class SharedBatchRing:
+    """``slots`` shared-memory buffers of ``slot_bytes`` each; tensors placed by offset."""
+
+    def __init__(self, slots: int, slot_bytes: int) -> None:
+        slot_bytes = _aligned(slot_bytes)
+        self.buffers = torch.empty(slots, slot_bytes, dtype=torch.uint8).share_memory_()
+
+    @property
+    def slots(self) -> int:
+        return self.buffers.shape[0]
+
+    def writer(self, seq: int) -> SlotWriter:
+        """Worker side: where batch number ``seq`` goes."""
+        slot = seq % self.slots
+        return SlotWriter(self.buffers[slot], slot)
+
+    def place(self, batch: dict, seq: int) -> dict:
+        """Worker side: copy the batch's tensors into slot ``seq % slots``; return what
+        crosses the pipe."""
+        return self.writer(seq).finish(batch)
+
+    def take(self, message: dict) -> dict:
+        """Trainer side: the batch, its large tensors as views of the slot."""
+        if "batch" in message:
+            return message["batch"]
+        buffer = self.buffers[message["slot"]]
+        batch = dict(message["small"])
+        for name, (offset, dtype, shape) in message["placed"].items():
+            nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
+            batch[name] = buffer[offset : offset + nbytes].view(dtype).view(shape)
+        return batch
+
+
+class SlotWriter:
+    """One slot being filled: tensors are allocated in it (a dataset reads straight into
+    them) or copied in when the batch is finished."""
+
+    def __init__(self, buffer: torch.Tensor, slot: int) -> None:
+        self.buffer, self.slot = buffer, slot
+        self.offset = 0
+        self.placed: dict[str, tuple[int, torch.dtype, tuple[int, ...]]] = {}
+        self.overflow = False
+
+    def allocate(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A tensor in the slot for field ``name`` (a private one if the slot is full)."""
+        nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
+        if self.offset + nbytes > self.buffer.shape[0]:
+            self.overflow = True
+            return torch.empty(shape, dtype=dtype)
+        view = self.buffer[self.offset : self.offset + nbytes].view(dtype).view(shape)
+        self.placed[name] = (self.offset, dtype, tuple(shape))
+        self.offset += _aligned(nbytes)
+        return view
+
+    def finish(self, batch: dict) -> dict:
+        """What crosses the pipe: slot, offsets, and the fields that are not tensors. A
+        batch larger than the slot travels whole, the usual way."""
+        small = {}
+        for name, value in batch.items():
+            if not isinstance(value, torch.Tensor):
+                small[name] = value
+            elif name in self.placed and self.placed[name][2] == tuple(value.shape):
+                offset = self.placed[name][0]
+                if value.data_ptr() != self.buffer[offset:].data_ptr():
+                    self._view(name).copy_(value)
+            else:
+                self.allocate(name, tuple(value.shape), value.dtype)
+                if not self.overflow:
+                    self._view(name).copy_(value)
+        if self.overflow:
+            return {"batch": {k: v.clone() if k in self.placed else v for k, v in batch.items()}}
+        return {"slot": self.slot, "placed": self.placed, "small": small}
+
+    def _view(self, name: str) -> torch.Tensor:
+        offset, dtype, shape = self.placed[name]
+        nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
+        return self.buffer[offset : offset + nbytes].view(dtype).view(shape)
+
+
+def read_batch(dataset: Dataset, indices: list[int], writer: SlotWriter | None = None) -> dict:
+    """One batch, in pad_collate's shape without ``attention_mask`` (rebuilt by the trainer
+    from ``lengths``): a whole-batch read where the dataset has one, into the slot
+    directly where the dataset can (``read_batch(..., allocate=)``)."""
+    if hasattr(dataset, "read_batch"):
+        if writer is not None and getattr(dataset, "reads_into", False):
+            batch = dataset.read_batch(indices, mask=False, allocate=writer.allocate)
+        else:
+            batch = dataset.read_batch(indices, mask=False)
+    else:
+        if hasattr(dataset, "__getitems__"):
+            items = dataset.__getitems__(indices)
+        else:
+            items = [dataset[i] for i in indices]
+        batch = pad_collate(items)
+    batch.pop("attention_mask", None)
+    if writer is not None and "audio" in batch:  # built here, in the slot: no page faults
+        allocate = writer.allocate
+        width = batch["audio"].shape[-1]
+        batch["attention_mask"] = padding_mask(batch["lengths"].tolist(), width, allocate)
+    return batch
+
+
+class _SlotReads(Dataset):
+    """Worker side: index ``(seq, indices)`` -> the batch, written into the ring."""
+
+    def __init__(self, dataset: Dataset, ring: SharedBatchRing) -> None:
+        self.dataset = dataset
+        self.ring = ring
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, list[int]]) -> dict:
+        seq, indices = item
+        writer = self.ring.writer(seq)
+        return writer.finish(read_batch(self.dataset, indices, writer))
+
+
+class _NumberedBatches(Sampler):
+    """Batches of indices, numbered in the order the DataLoader dispatches them. The
+    count runs on across epochs, so the first batches of an epoch never land in the slots
+    of the last ones, which the trainer may still hold."""
+
+    def __init__(self, batches: Sampler) -> None:
+        self.batches = batches
+        self._count = itertools.count()
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        for indices in self.batches:
+            yield next(self._count), indices
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class SharedBatchLoader:
+    """Iterates like a DataLoader of pad_collate-shaped batches; the large tensors are
+    views of a shared ring (valid until ``keep`` more batches are taken)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batches: Sampler,
+        num_workers: int,
+        prefetch_factor: int = 2,
+        keep: int = 2,
+        slot_bytes: int | None = None,
+        pin_memory: bool = False,
+        **dataloader_options,
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError("shared batches need worker processes (num_workers >= 1)")
+        if dataloader_options.get("in_order", True) is False:
+            raise ValueError("shared batches need in_order=True: slots are reused in order")
+        if slot_bytes is None:  # sized from one batch, with room for longer ones
+            probe = list(range(min(getattr(batches, "batch_size", 32), len(dataset))))
+            slot_bytes = max(_ALIGN, int(_slot_bytes_for(read_batch(dataset, probe)) * 1.25))
+        self.ring = SharedBatchRing(prefetch_factor * num_workers + keep, slot_bytes)
+        self.keep = keep
+        self.pin_memory = pin_memory
+        self.loader = DataLoader(
+            _SlotReads(dataset, self.ring),
+            batch_size=None,
+            sampler=_NumberedBatches(batches),
+            collate_fn=_as_is,
+            num_workers=num_workers,
+            prefetch_factor=prefetch_factor,
+            **dataloader_options,
+        )
+        self._iterating = False
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[dict]:
+        if self._iterating:  # two iterations would write into each other's slots
+            raise RuntimeError("a SharedBatchLoader can be iterated by one loop at a time")
+        self._iterating = True
+        try:
+            for message in self.loader:
+                batch = self.ring.take(message)
+                if "audio" in batch and "attention_mask" not in batch:  # no padded row
+                    width = batch["audio"].shape[-1]
+                    batch["attention_mask"] = padding_mask(batch["lengths"].tolist(), width)
+                if self.pin_memory:
+                    batch = {
+                        k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
+                yield batch
+        finally:
+            self._iterating = False
+
+
+def _as_is(message: dict) -> dict:
+    return message
