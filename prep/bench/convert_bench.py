@@ -87,7 +87,8 @@ def run_ffmpeg_per_file(paths: list[Path], root: Path, out: Path, jobs: int) -> 
 
 
 def decode_only_speed(paths: list[Path]) -> float:
-    """The ceiling on one core: libsndfile decoding alone, no mixdown, resampling or writing."""
+    """The ceiling on one core: decoding alone (the decoder prep picks per codec), no
+    mixdown, resampling or writing."""
     seconds = audio_seconds(paths)
     started = time.process_time()
     with quiet_native_stderr():

@@ -221,8 +221,9 @@ Speeds are audio-seconds converted per wall-second ("x real time").
 {convert_table(convert_rows, jobs)}
 
 The ffmpeg side runs `ffmpeg -i IN -ac 1 -ar 16000 -sample_fmt s16 OUT.wav` once per file,
-{jobs} at a time. "decode only" is libsndfile decoding alone on one core, with no mixdown,
-resampling or writing: the ceiling for in-process decoding.
+{jobs} at a time. "decode only" is decoding alone on one core, by the decoder prep picks
+(libsndfile; PyAV for Vorbis and Opus), with no mixdown, resampling or writing: the
+ceiling for in-process decoding.
 
 ## Peak memory converting one long file
 
