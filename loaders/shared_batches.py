@@ -42,6 +42,14 @@ def _tensor_bytes(batch: dict) -> int:
     )
 
 
+def _slot_view(
+    buffer: torch.Tensor, offset: int, dtype: torch.dtype, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """The tensor of ``dtype`` and ``shape`` stored at byte ``offset`` of a slot."""
+    nbytes = torch.Size(shape).numel() * dtype.itemsize
+    return buffer[offset : offset + nbytes].view(dtype).view(shape)
+
+
 def _slot_bytes_for(batch: dict) -> int:
     """A batch's tensors, plus a full attention mask (made in the slot when rows are padded)."""
     audio = batch.get("audio")
@@ -65,20 +73,14 @@ class SharedBatchRing:
         slot = seq % self.slots
         return SlotWriter(self.buffers[slot], slot)
 
-    def place(self, batch: dict, seq: int) -> dict:
-        """Worker side: copy the batch's tensors into slot ``seq % slots``; return what
-        crosses the pipe."""
-        return self.writer(seq).finish(batch)
-
     def take(self, message: dict) -> dict:
         """Trainer side: the batch, its large tensors as views of the slot."""
         if "batch" in message:
             return message["batch"]
         buffer = self.buffers[message["slot"]]
         batch = dict(message["small"])
-        for name, (offset, dtype, shape) in message["placed"].items():
-            nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
-            batch[name] = buffer[offset : offset + nbytes].view(dtype).view(shape)
+        for name, placed in message["placed"].items():
+            batch[name] = _slot_view(buffer, *placed)
         return batch
 
 
@@ -94,14 +96,13 @@ class SlotWriter:
 
     def allocate(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A tensor in the slot for field ``name`` (a private one if the slot is full)."""
-        nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
+        nbytes = torch.Size(shape).numel() * dtype.itemsize
         if self.offset + nbytes > self.buffer.shape[0]:
             self.overflow = True
             return torch.empty(shape, dtype=dtype)
-        view = self.buffer[self.offset : self.offset + nbytes].view(dtype).view(shape)
         self.placed[name] = (self.offset, dtype, tuple(shape))
         self.offset += _aligned(nbytes)
-        return view
+        return self._view(name)
 
     def finish(self, batch: dict) -> dict:
         """What crosses the pipe: slot, offsets, and the fields that are not tensors. A
@@ -123,15 +124,14 @@ class SlotWriter:
         return {"slot": self.slot, "placed": self.placed, "small": small}
 
     def _view(self, name: str) -> torch.Tensor:
-        offset, dtype, shape = self.placed[name]
-        nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
-        return self.buffer[offset : offset + nbytes].view(dtype).view(shape)
+        return _slot_view(self.buffer, *self.placed[name])
 
 
 def read_batch(dataset: Dataset, indices: list[int], writer: SlotWriter | None = None) -> dict:
-    """One batch, in pad_collate's shape without ``attention_mask`` (rebuilt by the trainer
-    from ``lengths``): a whole-batch read where the dataset has one, into the slot
-    directly where the dataset can (``read_batch(..., allocate=)``)."""
+    """One batch, in pad_collate's shape: a whole-batch read where the dataset has one,
+    into the slot directly where the dataset can (``read_batch(..., allocate=)``). With a
+    ``writer`` a padded batch's ``attention_mask`` is built in the slot; without one (or
+    with no padded row) the trainer builds it from ``lengths``."""
     if hasattr(dataset, "read_batch"):
         if writer is not None and getattr(dataset, "reads_into", False):
             batch = dataset.read_batch(indices, mask=False, allocate=writer.allocate)
