@@ -34,14 +34,31 @@ def padding_mask(
     return mask
 
 
-def _pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+def _pad_stack(
+    tensors: list[torch.Tensor], name: str, allocate: Callable[..., torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Stack along a new first axis, zero-padding the last one to the longest item;
+    straight into ``allocate(name, shape, dtype)``'s tensor when given (one copy, not two)."""
     longest = max(t.shape[-1] for t in tensors)
-    if all(t.shape[-1] == longest for t in tensors):
-        return torch.stack(tensors)  # fixed-length segments: no padding
-    return torch.stack([F.pad(t, (0, longest - t.shape[-1])) for t in tensors])
+    if allocate is None:
+        if all(t.shape[-1] == longest for t in tensors):
+            return torch.stack(tensors)  # fixed-length segments: no padding
+        return torch.stack([F.pad(t, (0, longest - t.shape[-1])) for t in tensors])
+    first = tensors[0]
+    out = allocate(name, (len(tensors), *first.shape[:-1], longest), first.dtype)
+    for row, tensor in zip(out, tensors, strict=True):
+        width = tensor.shape[-1]
+        row[..., :width].copy_(tensor)
+        if width < longest:
+            row[..., width:].zero_()
+    return out
 
 
-def pad_collate(samples: list[dict]) -> dict:
+def pad_collate(
+    samples: list[dict],
+    allocate: Callable[..., torch.Tensor] | None = None,
+    mask: bool = True,
+) -> dict:
     """A list of samples to one batch dict.
 
     ``key`` (list), ``audio`` ``[B, T]`` zero-padded to the longest item (dtype kept: int16
@@ -49,15 +66,20 @@ def pad_collate(samples: list[dict]) -> dict:
     ``[B, T]`` bool (True on real samples; bool, not int64, since an int64 mask is four
     times the bytes of the int16 audio it describes), ``mel`` ``[B, n_mels, frames]`` and
     ``mel_lengths`` when items carry mel, ``text`` / ``label`` lists when present.
+
+    ``allocate(name, shape, dtype)`` gives the large tensors their destination (a shared
+    slot, see :mod:`loaders.shared_batches`); ``mask=False`` leaves the mask to the caller.
     """
     batch: dict = {"key": [s["key"] for s in samples], "sample_rate": samples[0]["sample_rate"]}
-    batch["lengths"] = torch.tensor([s["length"] for s in samples], dtype=torch.long)
+    lengths = [s["length"] for s in samples]
+    batch["lengths"] = torch.tensor(lengths, dtype=torch.long)
     if "audio" in samples[0]:
-        audio = _pad_stack([s["audio"] for s in samples])
+        audio = _pad_stack([s["audio"] for s in samples], "audio", allocate)
         batch["audio"] = audio
-        batch["attention_mask"] = padding_mask([s["length"] for s in samples], audio.shape[-1])
+        if mask:
+            batch["attention_mask"] = padding_mask(lengths, audio.shape[-1], allocate)
     if "mel" in samples[0]:
-        batch["mel"] = _pad_stack([s["mel"] for s in samples])
+        batch["mel"] = _pad_stack([s["mel"] for s in samples], "mel", allocate)
         batch["mel_lengths"] = torch.tensor([s["mel"].shape[-1] for s in samples])
     for name in ("text", "label"):
         if name in samples[0]:

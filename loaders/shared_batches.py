@@ -129,12 +129,14 @@ class SlotWriter:
 
 def read_batch(dataset: Dataset, indices: list[int], writer: SlotWriter | None = None) -> dict:
     """One batch, in pad_collate's shape: a whole-batch read where the dataset has one,
-    into the slot directly where the dataset can (``read_batch(..., allocate=)``). With a
-    ``writer`` a padded batch's ``attention_mask`` is built in the slot; without one (or
-    with no padded row) the trainer builds it from ``lengths``."""
+    items collated otherwise; with a ``writer``, written straight into its slot where the
+    dataset can (``read_batch(..., allocate=)``, and always for items). A padded batch's
+    ``attention_mask`` is built in the slot; the trainer builds it otherwise (from
+    ``lengths``: a free broadcast view when no row is padded)."""
+    allocate = writer.allocate if writer is not None else None
     if hasattr(dataset, "read_batch"):
-        if writer is not None and getattr(dataset, "reads_into", False):
-            batch = dataset.read_batch(indices, mask=False, allocate=writer.allocate)
+        if allocate is not None and getattr(dataset, "reads_into", False):
+            batch = dataset.read_batch(indices, mask=False, allocate=allocate)
         else:
             batch = dataset.read_batch(indices, mask=False)
     else:
@@ -142,12 +144,12 @@ def read_batch(dataset: Dataset, indices: list[int], writer: SlotWriter | None =
             items = dataset.__getitems__(indices)
         else:
             items = [dataset[i] for i in indices]
-        batch = pad_collate(items)
+        batch = pad_collate(items, allocate=allocate, mask=False)
     batch.pop("attention_mask", None)
-    if writer is not None and "audio" in batch:  # built here, in the slot: no page faults
-        allocate = writer.allocate
-        width = batch["audio"].shape[-1]
-        batch["attention_mask"] = padding_mask(batch["lengths"].tolist(), width, allocate)
+    if allocate is not None and "audio" in batch:  # in the slot: no page faults
+        lengths, width = batch["lengths"].tolist(), batch["audio"].shape[-1]
+        if any(length < width for length in lengths):
+            batch["attention_mask"] = padding_mask(lengths, width, allocate)
     return batch
 
 

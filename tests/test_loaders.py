@@ -354,6 +354,32 @@ def test_pad_collate_pads_masks_and_keeps_lists():
     assert fixed["attention_mask"].tolist() == [[True] * 3 + [False], [True] * 4]
 
 
+def test_pad_collate_into_given_tensors_equals_pad_collate():
+    rng = np.random.default_rng(3)
+    samples = [
+        {
+            "key": str(i),
+            "audio": torch.from_numpy(rng.integers(-9, 9, n).astype(np.int16)),
+            "mel": torch.from_numpy(rng.standard_normal((4, n // 2)).astype(np.float32)),
+            "length": n,
+            "sample_rate": 16000,
+        }
+        for i, n in enumerate([6, 10, 8])
+    ]
+    given = {}
+
+    def allocate(name, shape, dtype):  # dirty memory, as a reused slot is
+        given[name] = torch.full(shape, 7).to(dtype)
+        return given[name]
+
+    into = pad_collate(samples, allocate=allocate)
+    expected = pad_collate(samples)
+    assert set(into) == set(expected) and set(given) == {"audio", "mel", "attention_mask"}
+    for name in ("audio", "mel", "attention_mask"):
+        assert into[name] is given[name] and torch.equal(into[name], expected[name]), name
+    assert "attention_mask" not in pad_collate(samples, mask=False)
+
+
 def test_duration_buckets_respect_the_budget_and_waste_little():
     rng = np.random.default_rng(0)
     durations = list(rng.lognormal(1.5, 0.7, 2000).clip(0.5, 30.0))
@@ -504,6 +530,7 @@ def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, worker
     )  # fmt: skip
     plain = batch_loader(dataset, 3, shuffle=True, seed=5)
     assert len(shared) == len(plain)
+    padded = 0
     for _epoch in range(2):  # slot numbers run on across epochs
         count = 0
         for ours, expected in zip(shared, plain, strict=True):
@@ -512,8 +539,22 @@ def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, worker
                 if isinstance(value, torch.Tensor):
                     assert torch.equal(ours[field], value), field
             assert _in_ring(ours["audio" if "audio" in ours else "mel"], shared)
+            if "audio" in ours:
+                padded += bool((ours["lengths"] < ours["audio"].shape[-1]).any())
             count += 1
         assert count == len(plain)
+    assert padded or "audio" not in expected  # the mask built in the slot was compared too
+
+
+def test_memmap_refuses_a_manifest_row_outside_the_array(data):
+    from loaders.shared_batches import SharedBatchRing
+
+    dataset = MemmapDataset(data["sh"] / "memmap", dtype="int16")
+    dataset.entries = [dict(e) for e in dataset.entries]
+    dataset.entries[0]["row"] = len(dataset.array)  # a stale manifest
+    writer = SharedBatchRing(1, 1 << 20).writer(0)
+    with pytest.raises(IndexError, match="out of range"):
+        dataset.read_batch([0, 1], allocate=writer.allocate)
 
 
 def test_a_shared_batch_stays_intact_until_two_more_are_taken(data):
