@@ -14,6 +14,7 @@ from loaders import ThreadedLoader, batch_loader
 from prep.bench.cache import describe, warm
 from prep.bench.convert_bench import ConvertRow, MemoryRow, measure_memory, measure_set
 from prep.bench.loader_bench import (
+    WORKER_PREFETCH,
     LoaderRow,
     best_rows,
     dataset_builders,
@@ -330,7 +331,7 @@ def _loader_for(row: LoaderRow, dataset, batch_size: int = 32):
         shuffle=True,
         shared_slots=row.shared,
         num_workers=row.workers,
-        prefetch_factor=4 if row.workers else None,
+        prefetch_factor=WORKER_PREFETCH if row.workers else None,
         persistent_workers=row.workers > 0,  # a new epoch must not fork workers again
     )
 
