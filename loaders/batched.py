@@ -97,18 +97,27 @@ def batch_loader(
 ) -> DataLoader | BatchLoader | SharedBatchLoader:
     """A DataLoader yielding pad_collate-shaped batches, read whole where the dataset can.
 
-    ``shared_slots=True`` (map-style datasets, ``num_workers >= 1``): workers write batches
+    ``shared_slots=True`` (with ``num_workers >= 1``): workers write batches
     into a ring of reused shared-memory slots and the batches are views of it, valid until
     two more batches are taken (see :mod:`loaders.shared_batches`). It is what keeps worker
     processes from being slower than none on the fast formats.
     """
+    shared = shared_slots and dataloader_options.get("num_workers", 0) > 0
     if isinstance(dataset, IterableDataset):
+        if shared:
+            return SharedBatchLoader(
+                dataset, batch_size=batch_size, drop_last=drop_last, **dataloader_options
+            )
         return DataLoader(
-            dataset, batch_size=batch_size, collate_fn=pad_collate, **dataloader_options
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            collate_fn=pad_collate,
+            **dataloader_options,
         )
     generator = torch.Generator().manual_seed(seed)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    if shared_slots and dataloader_options.get("num_workers", 0) > 0:
+    if shared:
         return SharedBatchLoader(
             dataset, BatchSampler(order, batch_size, drop_last), **dataloader_options
         )

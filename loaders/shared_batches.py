@@ -18,10 +18,10 @@ or copy it before then.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 from loaders.collate import pad_collate, padding_mask
 
@@ -68,9 +68,11 @@ class SharedBatchRing:
     def slots(self) -> int:
         return self.buffers.shape[0]
 
-    def writer(self, seq: int) -> SlotWriter:
-        """Worker side: where batch number ``seq`` goes."""
-        slot = seq % self.slots
+    def writer(self, seq: int, part: int = 0, parts: int = 1) -> SlotWriter:
+        """Worker side: where batch number ``seq`` goes; with ``parts``, in the ring's
+        ``part``-th share (one share per worker, for workers that number their own)."""
+        per_part = self.slots // parts
+        slot = part * per_part + seq % per_part
         return SlotWriter(self.buffers[slot], slot)
 
     def take(self, message: dict) -> dict:
@@ -145,8 +147,14 @@ def read_batch(dataset: Dataset, indices: list[int], writer: SlotWriter | None =
         else:
             items = [dataset[i] for i in indices]
         batch = pad_collate(items, allocate=allocate, mask=False)
+    return _mask_in_slot(batch, allocate)
+
+
+def _mask_in_slot(batch: dict, allocate: Callable[..., torch.Tensor] | None) -> dict:
+    """A padded batch's mask, built in the slot (no page faults); none otherwise: the
+    trainer builds it from ``lengths``."""
     batch.pop("attention_mask", None)
-    if allocate is not None and "audio" in batch:  # in the slot: no page faults
+    if allocate is not None and "audio" in batch:
         lengths, width = batch["lengths"].tolist(), batch["audio"].shape[-1]
         if any(length < width for length in lengths):
             batch["attention_mask"] = padding_mask(lengths, width, allocate)
@@ -186,38 +194,120 @@ class _NumberedBatches(Sampler):
         return len(self.batches)
 
 
+class _SlotBatchesOfItems(IterableDataset):
+    """Worker side for an iterable dataset: its items, ``batch_size`` at a time, collated
+    into this worker's share of the ring. Each worker numbers its own batches; the count
+    runs on across epochs (in the worker when it persists, from ``start`` when the trainer
+    forks fresh workers), as :class:`_NumberedBatches` does for map-style datasets. The
+    dataset's ``epoch`` goes through shared memory, so ``set_epoch`` in the trainer reaches
+    persistent workers too (a plain DataLoader's persistent workers never see it)."""
+
+    def __init__(
+        self, dataset: IterableDataset, batch_size: int, drop_last: bool, ring: SharedBatchRing
+    ) -> None:
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.ring = ring
+        self.parts = 1
+        self.start: dict[int, int] = {}
+        self._next = 0
+        self.epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        """Batches per epoch: per worker where the dataset says how it splits its items."""
+        if hasattr(self.dataset, "items_per_worker"):
+            counts = self.dataset.items_per_worker(self.parts)
+        else:
+            counts = [len(self.dataset)]
+        if self.drop_last:
+            return sum(n // self.batch_size for n in counts)
+        return sum(-(-n // self.batch_size) for n in counts)
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        seq = max(self._next, self.start.get(worker, 0))
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(int(self.epoch[0]))
+        items = []
+        for item in self.dataset:
+            items.append(item)
+            if len(items) == self.batch_size:
+                message = self._write(worker, seq, items)
+                seq = self._next = seq + 1  # before the yield: an epoch may stop there
+                items = []
+                yield message
+        if items and not self.drop_last:
+            message = self._write(worker, seq, items)
+            self._next = seq + 1
+            yield message
+
+    def _write(self, worker: int, seq: int, items: list[dict]) -> dict:
+        writer = self.ring.writer(seq, worker, self.parts)
+        batch = _mask_in_slot(
+            pad_collate(items, allocate=writer.allocate, mask=False), writer.allocate
+        )
+        return {**writer.finish(batch), "worker": worker, "seq": seq}
+
+
 class SharedBatchLoader:
     """Iterates like a DataLoader of pad_collate-shaped batches; the large tensors are
-    views of a shared ring (valid until ``keep`` more batches are taken)."""
+    views of a shared ring (valid until ``keep`` more batches are taken).
+
+    A map-style dataset comes with ``batches`` (a batch sampler: the trainer numbers the
+    batches); an iterable one with ``batch_size`` and ``drop_last``, batched in each worker,
+    where every worker numbers its own batches in its own share of the ring. That share
+    holds ``prefetch_factor * num_workers + keep`` slots, since once other workers run dry
+    the DataLoader may ask one worker for all the batches in flight.
+    """
 
     def __init__(
         self,
         dataset: Dataset,
-        batches: Sampler,
-        num_workers: int,
+        batches: Sampler | None = None,
+        num_workers: int = 1,
         prefetch_factor: int = 2,
         keep: int = 2,
         slot_bytes: int | None = None,
         pin_memory: bool = False,
+        batch_size: int = 32,
+        drop_last: bool = False,
         **dataloader_options,
     ) -> None:
         if num_workers < 1:
             raise ValueError("shared batches need worker processes (num_workers >= 1)")
         if dataloader_options.get("in_order", True) is False:
             raise ValueError("shared batches need in_order=True: slots are reused in order")
+        iterable = isinstance(dataset, IterableDataset)
+        if iterable == (batches is not None):
+            raise ValueError("give a batch sampler for a map-style dataset, none for an iterable")
         if slot_bytes is None:  # sized from one batch, with room for longer ones
-            probe = list(range(min(getattr(batches, "batch_size", 32), len(dataset))))
-            slot_bytes = max(_ALIGN, int(_slot_bytes_for(read_batch(dataset, probe)) * 1.25))
-        self.ring = SharedBatchRing(prefetch_factor * num_workers + keep, slot_bytes)
+            if iterable:
+                probe_batch = pad_collate(list(itertools.islice(iter(dataset), batch_size)))
+            else:
+                probe = list(range(min(getattr(batches, "batch_size", 32), len(dataset))))
+                probe_batch = read_batch(dataset, probe)
+            slot_bytes = max(_ALIGN, int(_slot_bytes_for(probe_batch) * 1.25))
+        slots = prefetch_factor * num_workers + keep
+        self.ring = SharedBatchRing(slots * (num_workers if iterable else 1), slot_bytes)
         self.keep = keep
         self.pin_memory = pin_memory
+        if iterable:
+            self._items = _SlotBatchesOfItems(dataset, batch_size, drop_last, self.ring)
+            self._items.parts = num_workers
+            source: Dataset = self._items
+            sampling: dict = {}
+        else:
+            self._items = None
+            source = _SlotReads(dataset, self.ring)
+            sampling = {"sampler": _NumberedBatches(batches)}
+        self._next_seq: dict[int, int] = {}
         self.loader = DataLoader(
-            _SlotReads(dataset, self.ring),
+            source,
             batch_size=None,
-            sampler=_NumberedBatches(batches),
             collate_fn=_as_is,
             num_workers=num_workers,
             prefetch_factor=prefetch_factor,
+            **sampling,
             **dataloader_options,
         )
         self._iterating = False
@@ -229,8 +319,13 @@ class SharedBatchLoader:
         if self._iterating:  # two iterations would write into each other's slots
             raise RuntimeError("a SharedBatchLoader can be iterated by one loop at a time")
         self._iterating = True
+        if self._items is not None:  # workers forked for this epoch go on from here
+            self._items.start = dict(self._next_seq)
+            self._items.epoch[0] = getattr(self._items.dataset, "epoch", 0)
         try:
             for message in self.loader:
+                if "worker" in message:
+                    self._next_seq[message["worker"]] = message["seq"] + 1
                 batch = self.ring.take(message)
                 if "audio" in batch and "attention_mask" not in batch:  # no padded row
                     width = batch["audio"].shape[-1]

@@ -93,9 +93,11 @@ class WebDatasetShards(IterableDataset):
             )
         return make_sample(meta, self.sample_rate, **tensors)
 
-    def _quota(self, worker: int, workers: int) -> int:
+    def items_per_worker(self, workers: int) -> list[int]:
+        """How many items each of ``workers`` DataLoader workers yields per epoch: the
+        batches they make add up to more than ``len / batch_size`` when these are uneven."""
         per_rank = len(self)
-        return per_rank // workers + (1 if worker < per_rank % workers else 0)
+        return [per_rank // workers + (1 if w < per_rank % workers else 0) for w in range(workers)]
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -110,7 +112,7 @@ class WebDatasetShards(IterableDataset):
         if self.shuffle:
             seed = np.random.SeedSequence((self.seed, self.epoch, self.rank, worker))
             stages.append(wds.shuffle(self.buffer_size, seed=int(seed.generate_state(1)[0])))
-        quota = self._quota(worker, workers)
+        quota = self.items_per_worker(workers)[worker]
         produced = 0
         while produced < quota:
             before = produced

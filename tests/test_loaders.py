@@ -546,6 +546,27 @@ def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, worker
     assert padded or "audio" not in expected  # the mask built in the slot was compared too
 
 
+@pytest.mark.parametrize(("workers", "persistent"), [(1, True), (2, True), (2, False)])
+def test_shared_slots_for_webdataset_give_the_plain_loaders_batches(data, workers, persistent):
+    dataset = WebDatasetShards(data["sh"] / "webdataset", shuffle=True, seed=2, dtype="int16")
+    shared = batch_loader(
+        dataset, 3, shared_slots=True, num_workers=workers, persistent_workers=persistent
+    )
+    plain = batch_loader(dataset, 3, num_workers=workers)
+    for epoch in range(2):  # each worker's slot numbers run on across epochs
+        dataset.set_epoch(epoch)
+        count = 0
+        for ours, expected in zip(shared, plain, strict=True):
+            assert set(ours) == set(expected) and ours["key"] == expected["key"]
+            for field, value in expected.items():
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(ours[field], value), field
+            assert _in_ring(ours["audio"], shared)
+            count += 1
+        assert count == len(shared)  # exact, however unevenly the workers split the items
+    assert sorted(shared._next_seq) == list(range(workers))
+
+
 def test_memmap_refuses_a_manifest_row_outside_the_array(data):
     from loaders.shared_batches import SharedBatchRing
 
@@ -557,8 +578,14 @@ def test_memmap_refuses_a_manifest_row_outside_the_array(data):
         dataset.read_batch([0, 1], allocate=writer.allocate)
 
 
-def test_a_shared_batch_stays_intact_until_two_more_are_taken(data):
-    dataset = MemmapDataset(data["sh"] / "memmap", dtype="int16")
+@pytest.mark.parametrize(
+    ("name", "slots"), [("memmap", 1 * 2 + 2), ("webdataset", 2 * (1 * 2 + 2))]
+)
+def test_a_shared_batch_stays_intact_until_two_more_are_taken(data, name, slots):
+    if name == "memmap":
+        dataset = MemmapDataset(data["sh"] / "memmap", dtype="int16")
+    else:
+        dataset = WebDatasetShards(data["sh"] / "webdataset", shuffle=True, seed=1)
     loader = batch_loader(
         dataset, 1, shuffle=True, seed=1, shared_slots=True, num_workers=2, prefetch_factor=1
     )
@@ -571,7 +598,8 @@ def test_a_shared_batch_stays_intact_until_two_more_are_taken(data):
                 assert torch.equal(held[0][field], value), field
             held.pop(0)
             copies.pop(0)
-    assert len(loader.ring.buffers) == 1 * 2 + 2  # prefetch_factor * workers + keep
+    # prefetch_factor * workers + keep; for an iterable dataset, that many per worker
+    assert len(loader.ring.buffers) == slots
 
 
 def test_a_batch_larger_than_its_slot_travels_the_usual_way(data):

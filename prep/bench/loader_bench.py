@@ -120,13 +120,12 @@ def measure_loaders(
             if dataset is None:
                 continue
             n = len(dataset)
-            map_style = not isinstance(dataset, IterableDataset)
             for w in workers:
                 for b in batch_sizes:
-                    shared = map_style and w > 0
+                    shared = w > 0
                     make = lambda d=dataset, b=b, w=w, s=shared: _loader(d, b, w, s)  # noqa: E731
                     record(name, dtype, w, b, make, shared=shared)
-            if map_style and max(workers) > 0:  # the DataLoader's own hand-over, to compare
+            if max(workers) > 0:  # the DataLoader's own hand-over, to compare
                 w, b = max(workers), max(batch_sizes)
                 record(name, dtype, w, b, lambda d=dataset, b=b, w=w: _loader(d, b, w))
             if threads and not isinstance(dataset, IterableDataset):
@@ -256,13 +255,13 @@ def recommendation(rows: list[LoaderRow], cpu_count: int) -> str:
     slower = [n for n in best if 0 < fastest(n, True) < fastest(n, False)]
     if slower:
         lines.append(
-            "Worker processes made these slower than none: " + ", ".join(slower) + ". Each batch "
-            "crosses from a worker to the trainer through shared memory, which costs more than "
-            "reading it from page cache; use no workers (or threads) for them."
+            "Worker processes made these slower than none: " + ", ".join(slower) + ". Reading "
+            "them costs less than running the same reads in other processes and handing the "
+            "batches over; use no workers (or threads) for them."
         )
     if any(r.shared for r in rows):
         lines.append(
-            "Worker rows of map-style formats hand batches over through reused shared slots "
+            "Worker rows hand batches over through reused shared slots "
             "(`batch_loader(..., shared_slots=True)`); the DataLoader's own hand-over, a "
             "fresh shared-memory segment per batch, is the column without them."
         )
