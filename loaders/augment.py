@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from loaders.decode import DecodeError, is_audio_name, load_mono
+from loaders.epoch import SharedEpoch
 
 
 class NoiseBank:
@@ -50,7 +51,7 @@ def _power(x):
     return (x**2).mean(-1) if isinstance(x, torch.Tensor) else float(np.mean(np.square(x)))
 
 
-class Augment:
+class Augment(SharedEpoch):
     def __init__(
         self,
         noise: NoiseBank | None = None,
@@ -63,9 +64,6 @@ class Augment:
         self.noise, self.snr_db, self.gain_db = noise, snr_db, gain_db
         self.max_shift = int(round(max_shift_seconds * sample_rate))
         self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _rng(self, key: str) -> np.random.Generator:
         return np.random.default_rng((self.seed, self.epoch, zlib.crc32(key.encode())))

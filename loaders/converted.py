@@ -13,10 +13,11 @@ import numpy as np
 import soundfile as sf
 from torch.utils.data import Dataset
 
+from loaders.epoch import SharedEpoch
 from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
 
 
-class ConvertedDataset(Dataset):
+class ConvertedDataset(SharedEpoch, Dataset):
     def __init__(
         self,
         folder: str | Path,
@@ -31,9 +32,6 @@ class ConvertedDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.dtype = check_dtype(dtype)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -20,6 +20,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from loaders.decode import is_audio_name, load_mono, to_int16
+from loaders.epoch import SharedEpoch
 from loaders.sample import audio_tensor, check_dtype, make_sample
 from manifests import iter_manifest, resolve_audio_path
 
@@ -36,7 +37,7 @@ def _list_sources(src: Path) -> list[dict]:
     return [{"path": str(p), "key": p.relative_to(src).as_posix()} for p in paths]
 
 
-class OnTheFlyDataset(Dataset):
+class OnTheFlyDataset(SharedEpoch, Dataset):
     def __init__(
         self,
         src: str | Path,
@@ -63,9 +64,6 @@ class OnTheFlyDataset(Dataset):
         if cache == "shared":
             base = cache_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
             self.cache_dir = Path(tempfile.mkdtemp(prefix="audioprep-cache-", dir=base))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.entries)

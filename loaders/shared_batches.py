@@ -198,9 +198,7 @@ class _SlotBatchesOfItems(IterableDataset):
     """Worker side for an iterable dataset: its items, ``batch_size`` at a time, collated
     into this worker's share of the ring. Each worker numbers its own batches; the count
     runs on across epochs (in the worker when it persists, from ``start`` when the trainer
-    forks fresh workers), as :class:`_NumberedBatches` does for map-style datasets. The
-    dataset's ``epoch`` goes through shared memory, so ``set_epoch`` in the trainer reaches
-    persistent workers too (a plain DataLoader's persistent workers never see it)."""
+    forks fresh workers), as :class:`_NumberedBatches` does for map-style datasets."""
 
     def __init__(
         self, dataset: IterableDataset, batch_size: int, drop_last: bool, ring: SharedBatchRing
@@ -210,7 +208,6 @@ class _SlotBatchesOfItems(IterableDataset):
         self.parts = 1
         self.start: dict[int, int] = {}
         self._next = 0
-        self.epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         """Batches per epoch: per worker where the dataset says how it splits its items."""
@@ -226,8 +223,6 @@ class _SlotBatchesOfItems(IterableDataset):
         info = get_worker_info()
         worker = info.id if info is not None else 0
         seq = max(self._next, self.start.get(worker, 0))
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(int(self.epoch[0]))
         items = []
         for item in self.dataset:
             items.append(item)
@@ -321,7 +316,6 @@ class SharedBatchLoader:
         self._iterating = True
         if self._items is not None:  # workers forked for this epoch go on from here
             self._items.start = dict(self._next_seq)
-            self._items.epoch[0] = getattr(self._items.dataset, "epoch", 0)
         try:
             for message in self.loader:
                 if "worker" in message:

@@ -21,6 +21,7 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from loaders.epoch import SharedEpoch
 from loaders.mel_storage import from_storage
 from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
 from manifests import is_url
@@ -53,7 +54,7 @@ def _tar_samples(urls: Iterator[dict]) -> Iterator[dict]:
     return group_by_keys(tar_file_expander(_open_shards(urls)))
 
 
-class WebDatasetShards(IterableDataset):
+class WebDatasetShards(SharedEpoch, IterableDataset):
     def __init__(
         self,
         folder: str | Path,
@@ -74,9 +75,6 @@ class WebDatasetShards(IterableDataset):
         self.rank, self.world_size = _rank_and_world(rank, world_size)
         self.dtype = check_dtype(dtype)
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         """Items this rank yields per epoch: the same on every rank."""

@@ -292,6 +292,25 @@ def test_converted_whole_files_and_crops_that_read_only_their_frames(data, tmp_p
     assert bytes_read() - before < 200_000  # the file is 1.9 MB; one second is 32 kB
 
 
+def test_set_epoch_reaches_persistent_workers(data):
+    """Each epoch's shuffle (WebDataset) and crops (converted files) as in a fresh loader,
+    though the workers were started in epoch 0 with copies of the dataset."""
+
+    for dataset in (
+        WebDatasetShards(data["sh"] / "webdataset", shuffle=True, seed=4, buffer_size=8),
+        ConvertedDataset(data["conv"], crop_seconds=0.5, seed=1),
+    ):
+        persistent = DataLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+        seen = []
+        for epoch in range(3):
+            dataset.set_epoch(epoch)
+            fresh = [s["key"] for s in DataLoader(dataset, batch_size=None, num_workers=2)]
+            ours = [s["key"] for s in persistent]
+            assert ours == fresh, (type(dataset).__name__, epoch)
+            seen.append(ours)
+        assert seen[0] != seen[1] != seen[2]
+
+
 def test_on_the_fly_decoding_matches_prep_convert(data):
     dataset = OnTheFlyDataset(data["src"])
     converted = {e["source"]: e for e in read_manifest(data["conv"] / "manifest.jsonl")}
