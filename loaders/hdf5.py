@@ -77,24 +77,35 @@ class HDF5Dataset(Dataset):
                 mel = f["mel"][:, m0:m1]
         return self._sample(entry, audio, mel)
 
-    def _read_rows(self, entries: list[dict]) -> tuple[np.ndarray, list[np.ndarray | None]]:
-        """Fixed-length audio rows ``[B, T]`` and stored mel for ``entries``, in file order."""
+    def _read_rows(
+        self, entries: list[dict], out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Fixed-length audio rows ``[B, T]`` (into ``out`` when given) and stored mel for
+        ``entries``, in file order."""
         f = self.file
         audio_ds, mel_ds = f["audio"], (f["mel"] if self.with_mel else None)
-        block = np.empty((len(entries), audio_ds.shape[1]), dtype=np.int16)
+        block = np.empty((len(entries), audio_ds.shape[1]), dtype=np.int16) if out is None else out
         mels: list[np.ndarray | None] = [None] * len(entries)
         for j in sorted(range(len(entries)), key=lambda j: entries[j]["row"]):
-            block[j] = audio_ds[entries[j]["row"]]
+            block[j] = audio_ds[entries[j]["row"]]  # h5py read_direct measured slower here
             if mel_ds is not None:
                 mels[j] = mel_ds[entries[j]["row"]]
         return block, mels
 
-    def read_batch(self, indices: list[int], mask: bool = True) -> dict:
-        """The batch for ``indices`` (pad_collate's shape)."""
+    reads_into = True
+
+    def read_batch(self, indices: list[int], mask: bool = True, allocate=None) -> dict:
+        """The batch for ``indices`` (pad_collate's shape). ``allocate(name, shape, dtype)``
+        gives int16 rows (or a variable-length batch) its destination, a shared slot (see
+        :mod:`loaders.shared_batches`), so it is written once, not copied there after."""
         if not self.fixed:
-            return pad_collate(self.__getitems__(indices))
+            return pad_collate(self.__getitems__(indices), allocate=allocate, mask=mask)
         entries = [self.entries[i] for i in indices]
-        block, mels = self._read_rows(entries)
+        out = None
+        if allocate is not None and self.dtype == "int16":
+            shape = (len(entries), self.file["audio"].shape[1])
+            out = allocate("audio", shape, torch.int16).numpy()
+        block, mels = self._read_rows(entries, out)
         batch = batch_from_rows(block, entries, self.sample_rate, self.dtype, mask)
         if self.with_mel:
             stored = [
