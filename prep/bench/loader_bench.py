@@ -108,38 +108,34 @@ def measure_loaders(
             drop(*cold_roots)
         return time_loader(make(), device, max_seconds, max(4, n // b))
 
-    def record(name, dtype, w, b, make, is_threads=False, shared=False):
-        runs = [timed(make, b, n) for _ in range(repeats)]
-        speed = statistics.median(r[0] for r in runs)
-        audio = statistics.median(r[1] for r in runs)
-        rows.append(LoaderRow(name, dtype, w, b, speed, audio, repeats, is_threads, shared))
-
     for name, build in sets.items():
         for dtype in ("float32", "int16"):
             dataset = build(dtype)
             if dataset is None:
                 continue
             n = len(dataset)
+            plan = []  # (workers, batch, make, threads, shared)
             for w in workers:
                 for b in batch_sizes:
-                    shared = w > 0
-                    make = lambda d=dataset, b=b, w=w, s=shared: _loader(d, b, w, s)  # noqa: E731
-                    record(name, dtype, w, b, make, shared=shared)
+                    make = lambda d=dataset, b=b, w=w: _loader(d, b, w, w > 0)  # noqa: E731
+                    plan.append((w, b, make, False, w > 0))
             if max(workers) > 0:  # the DataLoader's own hand-over, to compare
                 w, b = max(workers), max(batch_sizes)
-                record(name, dtype, w, b, lambda d=dataset, b=b, w=w: _loader(d, b, w))
+                plan.append((w, b, lambda d=dataset, b=b, w=w: _loader(d, b, w), False, False))
             if threads and not isinstance(dataset, IterableDataset):
                 b = max(batch_sizes)
-                record(
-                    name,
-                    dtype,
-                    threads,
-                    b,
-                    lambda d=dataset, b=b: ThreadedLoader(
-                        d, b, num_threads=threads, prefetch=4, shuffle=True
-                    ),
-                    True,
+                make = lambda d=dataset, b=b: ThreadedLoader(  # noqa: E731
+                    d, b, num_threads=threads, prefetch=4, shuffle=True
                 )
+                plan.append((threads, b, make, True, False))
+            runs: list[list[tuple[float, float]]] = [[] for _ in plan]
+            for _ in range(repeats):  # alternated, so a slow spell hits every setting alike
+                for i, (_w, b, make, _t, _s) in enumerate(plan):
+                    runs[i].append(timed(make, b, n))
+            for (w, b, _make, is_threads, shared), timings in zip(plan, runs, strict=True):
+                speed = statistics.median(r[0] for r in timings)
+                audio = statistics.median(r[1] for r in timings)
+                rows.append(LoaderRow(name, dtype, w, b, speed, audio, repeats, is_threads, shared))
     return rows
 
 
