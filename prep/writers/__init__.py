@@ -12,11 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.writers import hdf5, mel, memmap, segments, webdataset
-
-ITEM_WRITERS = {"segments": segments, "mel": mel}
-AGGREGATE_WRITERS = {"webdataset": webdataset, "hdf5": hdf5, "memmap": memmap}
 FORMATS: tuple[str, ...] = ("segments", "mel", "webdataset", "hdf5", "memmap")
+
+
+def __getattr__(name: str) -> dict:
+    """``ITEM_WRITERS`` and ``AGGREGATE_WRITERS``, imported when first asked for: the
+    writers pull in h5py and webdataset, which ``prep convert`` (using ``files``) never needs."""
+    if name == "ITEM_WRITERS":
+        from prep.writers import mel, segments
+
+        return {"segments": segments, "mel": mel}
+    if name == "AGGREGATE_WRITERS":
+        from prep.writers import hdf5, memmap, webdataset
+
+        return {"webdataset": webdataset, "hdf5": hdf5, "memmap": memmap}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
