@@ -539,6 +539,15 @@ def _in_ring(tensor: torch.Tensor, loader) -> bool:
     return start <= tensor.data_ptr() < start + buffers.numel()
 
 
+def _assert_same_batch(ours: dict, expected: dict, shared) -> None:
+    """Same keys, equal tensors, and ours a view of the shared ring."""
+    assert set(ours) == set(expected) and ours["key"] == expected["key"]
+    for field, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(ours[field], value), field
+    assert _in_ring(ours["audio" if "audio" in ours else "mel"], shared)
+
+
 @pytest.mark.parametrize("name", sorted(SHARED))
 @pytest.mark.parametrize(("workers", "dtype"), [(1, "int16"), (2, "float32")])
 def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, workers, dtype):
@@ -553,11 +562,7 @@ def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, worker
     for _epoch in range(2):  # slot numbers run on across epochs
         count = 0
         for ours, expected in zip(shared, plain, strict=True):
-            assert set(ours) == set(expected) and ours["key"] == expected["key"]
-            for field, value in expected.items():
-                if isinstance(value, torch.Tensor):
-                    assert torch.equal(ours[field], value), field
-            assert _in_ring(ours["audio" if "audio" in ours else "mel"], shared)
+            _assert_same_batch(ours, expected, shared)
             if "audio" in ours:
                 padded += bool((ours["lengths"] < ours["audio"].shape[-1]).any())
             count += 1
@@ -576,11 +581,7 @@ def test_shared_slots_for_webdataset_give_the_plain_loaders_batches(data, worker
         dataset.set_epoch(epoch)
         count = 0
         for ours, expected in zip(shared, plain, strict=True):
-            assert set(ours) == set(expected) and ours["key"] == expected["key"]
-            for field, value in expected.items():
-                if isinstance(value, torch.Tensor):
-                    assert torch.equal(ours[field], value), field
-            assert _in_ring(ours["audio"], shared)
+            _assert_same_batch(ours, expected, shared)
             count += 1
         assert count == len(shared)  # exact, however unevenly the workers split the items
     assert sorted(shared._next_seq) == list(range(workers))
