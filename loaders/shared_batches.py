@@ -201,11 +201,16 @@ class _SlotBatchesOfItems(IterableDataset):
     forks fresh workers), as :class:`_NumberedBatches` does for map-style datasets."""
 
     def __init__(
-        self, dataset: IterableDataset, batch_size: int, drop_last: bool, ring: SharedBatchRing
+        self,
+        dataset: IterableDataset,
+        batch_size: int,
+        drop_last: bool,
+        ring: SharedBatchRing,
+        workers: int,
     ) -> None:
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
         self.ring = ring
-        self.parts = 1
+        self.parts = workers  # the ring's shares, one per worker
         self.start: dict[int, int] = {}
         self._next = 0
 
@@ -287,8 +292,9 @@ class SharedBatchLoader:
         self.keep = keep
         self.pin_memory = pin_memory
         if iterable:
-            self._items = _SlotBatchesOfItems(dataset, batch_size, drop_last, self.ring)
-            self._items.parts = num_workers
+            self._items = _SlotBatchesOfItems(
+                dataset, batch_size, drop_last, self.ring, num_workers
+            )
             source: Dataset = self._items
             sampling: dict = {}
         else:
