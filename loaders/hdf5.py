@@ -8,7 +8,7 @@ read row by row in file order: h5py's fancy selection of many rows is about 70 t
 
 from __future__ import annotations
 
-import os
+import functools
 from pathlib import Path
 
 import h5py
@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from loaders.batched import batch_from_rows
 from loaders.collate import pad_collate
 from loaders.mel_storage import from_storage
+from loaders.per_process import PerProcess
 from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
 
 
@@ -32,28 +33,20 @@ class HDF5Dataset(Dataset):
             self.format.get("segment_samples") is not None and self.format["last"] != "keep"
         )
         self.with_mel = with_mel and "mel" in self.format
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
+        self._file = PerProcess(
+            functools.partial(h5py.File, self.folder / self.format["file"], "r")
+        )
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_file"] = state["_pid"] = None
-        return state
-
     @property
     def file(self) -> h5py.File:
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.folder / self.format["file"], "r")
-            self._pid = os.getpid()
-        return self._file
+        """This process's handle on the file (each process opens it itself)."""
+        return self._file.get()
 
     def close(self) -> None:
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file = None
+        self._file.close()
 
     def _sample(self, entry: dict, audio: np.ndarray, mel: np.ndarray | None) -> dict:
         tensors = {"audio": audio_tensor(audio, self.dtype)}

@@ -7,7 +7,7 @@ is one fancy-index read.
 
 from __future__ import annotations
 
-import os
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from loaders.batched import batch_from_rows
+from loaders.per_process import PerProcess
 from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
 
 
@@ -24,26 +25,19 @@ class MemmapDataset(Dataset):
         self.format, self.entries = read_folder(self.folder)
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
-        self._array: np.ndarray | None = None
-        self._pid: int | None = None
+        path = self.folder / self.format["file"]
+        self._array = PerProcess(functools.partial(np.load, path, mmap_mode="r"))
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_array"] = state["_pid"] = None  # each process maps the file itself
-        return state
-
     @property
     def array(self) -> np.ndarray:
-        if self._array is None or self._pid != os.getpid():
-            self._array = np.load(self.folder / self.format["file"], mmap_mode="r")
-            self._pid = os.getpid()
-        return self._array
+        """This process's memory map of the file (each process maps it itself)."""
+        return self._array.get()
 
     def close(self) -> None:
-        self._array = None
+        self._array.close()
 
     def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]

@@ -157,7 +157,7 @@ def test_hdf5_is_opened_in_each_worker_never_in_the_parent(data):
     for _ in range(2):
         keys = _epoch_keys(dataset, workers=2, seed=0)
         assert len(keys) == data["items"]
-    assert dataset._file is None  # the parent never opened it, so nothing crosses a fork
+    assert not dataset._file.opened  # the parent never opened it, so nothing crosses a fork
     h5 = str((data["sh"] / "hdf5" / "data.h5").resolve())
 
     def open_handles() -> int:
