@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,16 +198,21 @@ def test_precomputed_mel_matches_gpu_mel(data):
         torch.testing.assert_close(sample["mel"], gpu, atol=1e-3, rtol=1e-3)
 
 
+def _webdataset_shards(data, out: Path, shard_size: int) -> Path:
+    """The fixture's converted set as WebDataset shards of ``shard_size`` items, in ``out``."""
+    shard(
+        data["conv"],
+        out,
+        ShardOptions(formats=("webdataset",), segment=SEGMENT, shard_size=shard_size, jobs=1),
+    )
+    return out
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_webdataset_every_item_once_across_ranks_and_workers(data, tmp_path, workers):
     """With one item per shard and an even item count, 2 ranks x any workers split exactly."""
     assert data["items"] % 2 == 0
-    out = tmp_path / "ones"
-    shard(
-        data["conv"],
-        out,
-        ShardOptions(formats=("webdataset",), segment=SEGMENT, shard_size=1, jobs=1),
-    )
+    out = _webdataset_shards(data, tmp_path / "ones", shard_size=1)
     everything = []
     for rank in range(2):
         dataset = WebDatasetShards(
@@ -225,12 +231,7 @@ def test_webdataset_sample_contract(data):
 
 
 def test_webdataset_ranks_get_equal_counts_even_with_uneven_shards(data, tmp_path):
-    out = tmp_path / "uneven"
-    shard(
-        data["conv"],
-        out,
-        ShardOptions(formats=("webdataset",), segment=SEGMENT, shard_size=5, jobs=1),
-    )
+    out = _webdataset_shards(data, tmp_path / "uneven", shard_size=5)
     counts = []
     for rank in range(3):
         dataset = WebDatasetShards(out / "webdataset", rank=rank, world_size=3)
