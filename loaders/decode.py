@@ -229,32 +229,53 @@ class PyAVReader:
         import av
 
         channels = self.info.channels
-        buffer = np.empty((channels, frames), dtype=np.float32)
-        filled = decoded = 0
+        pending: list[list[np.ndarray]] = [[] for _ in range(channels)]
+        have = decoded = 0
         try:
             for frame in self._container.decode(self._stream):
-                planes = _planar_float32(frame.to_ndarray(), frame.format, channels)
-                start, count = 0, planes.shape[1]
-                decoded += count
-                while start < count:
-                    take = min(frames - filled, count - start)
-                    buffer[:, filled : filled + take] = planes[:, start : start + take]
-                    filled += take
-                    start += take
-                    if filled == frames:
-                        yield buffer.T  # [frames, channels], a view: columns stay contiguous
-                        buffer = np.empty((channels, frames), dtype=np.float32)
-                        filled = 0
+                for rows, plane in zip(pending, _frame_planes(frame, channels), strict=True):
+                    rows.append(plane)
+                have += frame.samples
+                decoded += frame.samples
+                if have >= frames:
+                    joined = _join_rows(pending, have)
+                    whole = have - have % frames
+                    for start in range(0, whole, frames):
+                        yield joined[:, start : start + frames].T  # [frames, channels]
+                    pending = [[row[whole:]] for row in joined]
+                    have -= whole
         except av.FFmpegError as exc:
             raise DecodeError(
                 f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
                 f"({_pyav_reason(exc)})"
             ) from None
-        if filled:
-            yield buffer[:, :filled].T
+        if have:
+            yield _join_rows(pending, have).T
 
     def close(self) -> None:
         self._container.close()
+
+
+def _join_rows(pending: list[list[np.ndarray]], count: int) -> np.ndarray:
+    """Each channel's gathered pieces joined into one ``[channels, count]`` float32 array:
+    one copy per block, not one per decoded frame."""
+    joined = np.empty((len(pending), count), dtype=np.float32)
+    for row, pieces in zip(joined, pending, strict=True):
+        np.concatenate(pieces, out=row)
+    return joined
+
+
+def _frame_planes(frame, channels: int) -> list[np.ndarray] | np.ndarray:
+    """A decoded frame's channels as float32 rows in [-1, 1].
+
+    Vorbis and Opus decode to planar float: each plane's buffer is read in place, which
+    costs a third of what ``frame.to_ndarray()`` does per frame of a few hundred samples
+    (measured: Vorbis 1,350x vs 900x real time per core). Other formats are converted.
+    """
+    if frame.format.name == "fltp":
+        count = frame.samples
+        return [np.frombuffer(plane, np.float32, count) for plane in frame.planes[:channels]]
+    return _planar_float32(frame.to_ndarray(), frame.format, channels)
 
 
 def _planar_float32(array: np.ndarray, fmt, channels: int) -> np.ndarray:

@@ -438,6 +438,26 @@ def _blocks(reader, frames: int = 4096) -> np.ndarray:
     return np.concatenate([np.array(b) for b in reader.blocks(frames)])
 
 
+@pytest.mark.parametrize(("ext", "channels"), [("ogg", 2), ("opus", 1), ("opus", 6)])
+def test_pyav_blocks_of_any_size_hold_every_decoded_sample_in_order(tmp_path, ext, channels):
+    import av
+
+    from loaders.decode import PyAVReader
+
+    path = make_file(tmp_path / f"a.{ext}", seconds=1.3, sr=48000, channels=channels)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray() for f in container.decode(audio=0)]
+    whole = np.concatenate(frames, axis=1).T  # libav's own frames, [n, channels]
+    for size in (1, 97, len(frames[0].T), 4096, 1 << 20):  # below, at and above one frame
+        reader = PyAVReader(path)
+        try:
+            blocks = [np.array(b) for b in reader.blocks(size)]
+        finally:
+            reader.close()
+        assert all(len(b) == size for b in blocks[:-1]) and 0 < len(blocks[-1]) <= size
+        np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
 @pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
 def test_reading_ahead_in_a_thread_yields_the_same_blocks(tmp_path, ext):
     from loaders.decode import open_audio
