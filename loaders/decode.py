@@ -15,7 +15,7 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -92,6 +92,11 @@ def _ogg_has_end_of_stream(path: AudioInput) -> bool:
     return pos >= 0 and pos + 5 < len(tail) and bool(tail[pos + 5] & 0x04)
 
 
+EXACT_SEEK_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC"})
+"""libsndfile formats whose header states the exact length and whose seeks land on the
+sample, so a file can be decoded as independent ranges (mp3 and Ogg seeks are not)."""
+
+
 class SoundfileReader:
     """libsndfile decoding with checks that a file was decoded to its announced end."""
 
@@ -131,10 +136,40 @@ class SoundfileReader:
         return out[:got] if got < frames else out
 
     def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-        decoded = 0
-        while True:
+        expected = self.info.frames or 0
+        decoded = yield from self._blocks_until(None, frames, 0)
+        tolerance = max(_TRUNCATION_TOLERANCE_FRAMES, expected * _TRUNCATION_TOLERANCE_FRACTION)
+        if expected and decoded < expected - tolerance:
+            raise self._truncated(decoded)
+
+    def range_blocks(
+        self, start: int, stop: int, frames: int = BLOCK_FRAMES
+    ) -> Iterator[np.ndarray]:
+        """Frames ``start`` to ``stop`` of the file, exactly.
+
+        For formats libsndfile seeks to the sample (FLAC, WAV: :data:`EXACT_SEEK_FORMATS`),
+        whose headers state the length exactly: a range that ends early is a truncated file.
+        """
+        try:
+            self._file.seek(start)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            reason = _libsndfile_reason(exc) if isinstance(exc, sf.LibsndfileError) else exc
+            raise DecodeError(
+                f"cannot seek to {start / self.info.sample_rate:.2f} s ({reason})"
+            ) from None
+        decoded = yield from self._blocks_until(stop, frames, start)
+        if decoded < stop:
+            raise self._truncated(decoded)
+
+    def _blocks_until(
+        self, stop: int | None, frames: int, decoded: int
+    ) -> Generator[np.ndarray, None, int]:
+        """Read sequentially from frame ``decoded`` to ``stop`` (or the end); return where
+        it ended."""
+        while stop is None or decoded < stop:
+            want = frames if stop is None else min(frames, stop - decoded)
             try:
-                block = self._read_sequential(frames)
+                block = self._read_sequential(want)
             except DecodeError as exc:
                 raise DecodeError(
                     f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
@@ -144,14 +179,14 @@ class SoundfileReader:
                 break
             decoded += len(block)
             yield block
-        expected = self.info.frames or 0
-        tolerance = max(_TRUNCATION_TOLERANCE_FRAMES, expected * _TRUNCATION_TOLERANCE_FRACTION)
-        if expected and decoded < expected - tolerance:
-            sr = self.info.sample_rate
-            raise DecodeError(
-                f"truncated: decoded {decoded / sr:.2f} s of the {expected / sr:.2f} s "
-                "its header announces"
-            )
+        return decoded
+
+    def _truncated(self, decoded: int) -> DecodeError:
+        sr, expected = self.info.sample_rate, self.info.frames or 0
+        return DecodeError(
+            f"truncated: decoded {decoded / sr:.2f} s of the {expected / sr:.2f} s "
+            "its header announces"
+        )
 
     def close(self) -> None:
         self._file.close()

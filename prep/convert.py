@@ -17,12 +17,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from loaders.decode import (
     CHANNEL_MODES,
     DECODERS,
     RESAMPLE_QUALITIES,
+    AudioInfo,
+    AudioReader,
     DecodeError,
+    SoundfileReader,
     iter_mono,
     open_audio,
     quiet_native_stderr,
@@ -37,12 +43,23 @@ from manifests import (
     is_url,
     iter_journal,
     iter_manifest,
+    partial_name,
     remove_partials,
     write_manifest,
 )
 from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
+from prep.parts import (
+    PartDone,
+    PartTask,
+    convert_part,
+    finish_output,
+    iter_parts,
+    os_reason,
+    plan_parts,
+    start_output,
+)
 from prep.pcm import pcm16_writer
 from prep.readahead import read_ahead
 from prep.sources import (
@@ -180,13 +197,32 @@ def _duration_filter(seconds: float, options: ConvertOptions) -> str | None:
     return None
 
 
-def _write_pcm(reader, target, fmt: str, options: ConvertOptions) -> int:
-    """Decode, mix down, resample and write every block; return the samples written."""
+@contextlib.contextmanager
+def _output_blocks(opened: AudioReader, options: ConvertOptions) -> Iterator[Iterator[np.ndarray]]:
+    """The file's output samples, mono float32 at the output rate.
+
+    A long FLAC or WAV goes part by part (:mod:`prep.parts`), exactly as parallel part
+    workers would convert it, so its bytes do not depend on how the run was spread;
+    anything else is one stream, decoded a block ahead in a thread when it is long.
+    """
+    sr, channels, quality = options.sample_rate, options.channels, options.quality
+    plan = plan_parts(opened.info, sr)
+    if plan is not None:
+        yield iter_parts(opened, plan, channels, quality)
+        return
+    with read_ahead(opened) as reader:
+        yield iter_mono(reader, sr, channels, quality)
+
+
+def _write_pcm(
+    blocks: Iterator[np.ndarray], target: Path | BinaryIO, fmt: str, options: ConvertOptions
+) -> int:
+    """Write every block as 16-bit PCM; return the samples written."""
     sr = options.sample_rate
     max_samples = None if options.max_duration is None else options.max_duration * sr
     written = 0
     with pcm16_writer(target, fmt, sr) as write:
-        for block in iter_mono(reader, sr, options.channels, options.quality):
+        for block in blocks:
             write(to_int16(block))
             written += len(block)
             if max_samples is not None and written > max_samples:
@@ -194,6 +230,22 @@ def _write_pcm(reader, target, fmt: str, options: ConvertOptions) -> int:
     if reason := _duration_filter(written / sr, options):
         raise _Skip(reason)
     return written
+
+
+def _write_to(
+    blocks: Iterator[np.ndarray], out_path: Path | str, fmt: str, options: ConvertOptions
+) -> tuple[int, str, int]:
+    """Write the output atomically (a local file) or with one PUT (an object URL); return
+    its samples, sha256 and size in bytes."""
+    if is_url(out_path):
+        buffer = io.BytesIO()
+        written = _write_pcm(blocks, buffer, fmt, options)
+        payload = buffer.getvalue()
+        storage.write_bytes(out_path, payload)
+        return written, hashlib.sha256(payload).hexdigest(), len(payload)
+    with atomic_path(out_path) as tmp:
+        written = _write_pcm(blocks, tmp, fmt, options)
+        return written, file_digest(tmp), tmp.stat().st_size
 
 
 def convert_file(
@@ -206,7 +258,6 @@ def convert_file(
     Raises :class:`DecodeError` for bad input and :class:`_Skip` for filtered files.
     """
     fmt = TARGETS[options.to][0]
-    sr = options.sample_rate
     if is_url(source.path):
         data = storage.read_bytes(source.path)
         stat = storage.stat_fields(source.path)
@@ -215,25 +266,31 @@ def convert_file(
         data = None
         stat = _stat_fields(source.path) if source.path.exists() else {}
         audio_input = source.path
-    with open_audio(audio_input, options.decoder) as opened, read_ahead(opened) as reader:
-        info = reader.info
+    with open_audio(audio_input, options.decoder) as opened:
+        info = opened.info
         if info.duration is not None and (reason := _duration_filter(info.duration, options)):
             raise _Skip(reason)
-        if is_url(out_path):
-            buffer = io.BytesIO()
-            written = _write_pcm(reader, buffer, fmt, options)
-            payload = buffer.getvalue()
-            digest, size = hashlib.sha256(payload).hexdigest(), len(payload)
-            storage.write_bytes(out_path, payload)
-        else:
-            with atomic_path(out_path) as tmp:
-                written = _write_pcm(reader, tmp, fmt, options)
-                digest = file_digest(tmp)
-                size = tmp.stat().st_size
+        with _output_blocks(opened, options) as blocks:
+            written, digest, size = _write_to(blocks, out_path, fmt, options)
     if stat:  # recorded so `prep verify --sources` can tell a changed source
         stat["source_sha256"] = (
             hashlib.sha256(data).hexdigest() if data is not None else file_digest(source.path)
         )
+    return _entry(source, out_rel, info, written, digest, size, stat, options)
+
+
+def _entry(
+    source: Source,
+    out_rel: str,
+    info: AudioInfo,
+    written: int,
+    digest: str,
+    size: int,
+    stat: dict,
+    options: ConvertOptions,
+) -> Entry:
+    """The manifest line of one converted file."""
+    sr = options.sample_rate
     entry: Entry = {
         "audio_filepath": out_rel,
         "duration": round(written / sr, 6),
@@ -275,9 +332,13 @@ def _journal_record(result: FileResult) -> Entry:
 
 
 def _convert_batch(
-    jobs: list[_Job], out_root: Path | str, journal: Path | None, options: ConvertOptions
-) -> list[FileResult]:
-    """Worker side: convert a batch of files, never raising for a bad one.
+    jobs: list[_Job | PartTask],
+    out_root: Path | str,
+    journal: Path | None,
+    options: ConvertOptions,
+) -> list[FileResult | PartDone]:
+    """Worker side: convert a batch of files and parts of long files, never raising for a
+    bad one. A part's outcome goes back to the main process, which finishes its file.
 
     Each outcome is appended to the journal as soon as it is known (one flushed line,
     which O_APPEND keeps whole between processes): a killed run's work is not lost.
@@ -291,6 +352,9 @@ def _convert_batch(
         contextlib.nullcontext() if remote else ManifestAppender(journal) as appender,
     ):
         for job in jobs:
+            if isinstance(job, PartTask):
+                results.append(convert_part(job))
+                continue
             target = storage.join(out_root, job.out_rel) if remote else out_root / job.out_rel
             try:
                 entry = convert_file(job.source, target, job.out_rel, options)
@@ -300,13 +364,13 @@ def _convert_batch(
             except DecodeError as exc:
                 results.append(FileResult(job.source.rel, "failed", reason=str(exc)))
             except OSError as exc:
-                reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-                results.append(FileResult(job.source.rel, "failed", reason=reason))
+                results.append(FileResult(job.source.rel, "failed", reason=os_reason(exc)))
             if appender is not None:
                 appender.append(_journal_record(results[-1]))
-    if remote and results:
-        batch_id = hashlib.sha1("\n".join(r.rel for r in results).encode()).hexdigest()[:16]
-        records = [_journal_record(r) for r in results]
+    files = [r for r in results if isinstance(r, FileResult)]
+    if remote and files:
+        batch_id = hashlib.sha1("\n".join(r.rel for r in files).encode()).hexdigest()[:16]
+        records = [_journal_record(r) for r in files]
         storage.write_manifest_url(
             storage.join(out_root, f"{JOURNAL_PREFIX}/{batch_id}.jsonl"), records
         )
@@ -400,6 +464,85 @@ def _reporting(journal: Path, progress: Callable[[int], None] | None) -> Iterato
         _report(follower.read_new(), progress)
 
 
+@dataclass
+class _SplitFile:
+    """A long local file whose parts are spread over the workers (see :mod:`prep.parts`)."""
+
+    job: _Job
+    info: AudioInfo
+    stat: dict
+    tmp: Path
+    tasks: list[PartTask]
+
+
+SPLIT_CANDIDATE_BYTES = 512 << 10
+"""Smaller files cannot hold two parts (two minutes) of FLAC or WAV: not even opened."""
+SPLIT_CANDIDATE_SUFFIXES = (".flac", ".wav", ".wave", ".aif", ".aiff", ".w64", ".rf64", ".caf")
+
+
+def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> dict:
+    """Main side: the long FLAC and WAV files to convert as parts spread over the
+    workers, each with its shared temporary output started.
+
+    Only names that say FLAC or WAV are opened here (a header read each); a long FLAC
+    under another name is still converted part by part, in one worker, to the same bytes.
+    """
+    if options.to != "wav16" or options.decoder not in ("auto", "soundfile"):
+        return {}  # FLAC output cannot be written in place; other decoders do not seek
+    split = {}
+    for job in jobs:
+        path = job.source.path
+        if path.suffix.lower() not in SPLIT_CANDIDATE_SUFFIXES:
+            continue
+        if source_size(job.source) < SPLIT_CANDIDATE_BYTES:
+            continue
+        try:
+            reader = SoundfileReader(path)
+        except DecodeError:
+            continue  # the worker reports it
+        reader.close()
+        info = reader.info
+        plan = plan_parts(info, options.sample_rate)
+        if plan is None or _duration_filter(info.duration or 0.0, options):
+            continue
+        tmp = partial_name(out / job.out_rel)
+        start_output(tmp)
+        tasks = [
+            PartTask(path, job.source.rel, tmp, plan, index, options.channels, options.quality)
+            for index in range(len(plan))
+        ]
+        split[job.source.rel] = _SplitFile(job, info, _stat_fields(path), tmp, tasks)
+    return split
+
+
+def _work_bytes(item: _Job | PartTask) -> int:
+    """An item's share of the input, in bytes, for sizing batches."""
+    if isinstance(item, PartTask):
+        return int(os.stat(item.path).st_size * item.share)
+    return source_size(item.source)
+
+
+def _finish_split_file(
+    file: _SplitFile, done: list[PartDone], out: Path, options: ConvertOptions
+) -> FileResult:
+    """Main side, once every part has reported: header, checks, rename, manifest entry."""
+    rel = file.job.source.rel
+    try:
+        written = finish_output(file.tmp, file.tasks[0].plan, done)
+        if reason := _duration_filter(written / options.sample_rate, options):
+            raise _Skip(reason)
+        digest, size = file_digest(file.tmp), file.tmp.stat().st_size
+        os.replace(file.tmp, out / file.job.out_rel)
+    except (DecodeError, _Skip) as exc:
+        file.tmp.unlink(missing_ok=True)
+        status = "skipped" if isinstance(exc, _Skip) else "failed"
+        return FileResult(rel, status, reason=str(exc))
+    stat = {**file.stat, "source_sha256": next(d.source_sha256 for d in done if d.index == 0)}
+    job = file.job
+    entry = _entry(job.source, job.out_rel, file.info, written, digest, size, stat, options)
+    return FileResult(rel, "converted", entry)
+
+
 def check_paths(src: Path | str, out: Path | str) -> None:
     """Refuse SRC that does not exist and OUT that is SRC's root or inside it."""
     if is_url(src) or is_url(out):
@@ -462,21 +605,33 @@ def convert(
         progress(len(results))
 
     journal = None if remote else out / JOURNAL
+    split = {} if remote or is_url(src) else _plan_split_files(todo, out, options)
+    items = [job for job in todo if job.source.rel not in split]
+    items += [task for file in split.values() for task in file.tasks]
     with (
         Workers(options.jobs, options.backend, options.scheduler) as workers,
         contextlib.nullcontext() if remote else _reporting(journal, progress),
     ):
         batch_results = workers.run(
             _convert_batch,
-            batch_by_size(todo, lambda job: source_size(job.source), workers.count),
+            batch_by_size(items, _work_bytes, workers.count),
             out_root=out,
             journal=journal,
             options=options,
         )
+        parts_done: dict[str, list[PartDone]] = {rel: [] for rel in split}
+        for result in (r for batch in batch_results for r in batch):
+            if isinstance(result, PartDone):
+                parts_done[result.rel].append(result)
+            else:
+                results[result.rel] = result
+        if split:
+            with ManifestAppender(journal) as appender:
+                for rel, file in split.items():
+                    results[rel] = _finish_split_file(file, parts_done[rel], out, options)
+                    appender.append(_journal_record(results[rel]))
     if remote:
-        _report([_journal_record(r) for batch in batch_results for r in batch], progress)
-    for result in (r for batch in batch_results for r in batch):
-        results[result.rel] = result
+        _report([_journal_record(r) for r in results.values() if r.status != "done"], progress)
 
     entries, errors, skipped = [], [], []
     for rel in sorted(results):

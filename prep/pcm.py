@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,10 +29,29 @@ def pcm16_writer(
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(sample_rate)
-            yield lambda block: out.writeframes(block.astype("<i2", copy=False).tobytes())
+            yield lambda block: out.writeframes(pcm16_bytes(block))
     else:
         with sf.SoundFile(target, "w", sample_rate, 1, "PCM_16", format=fmt) as out:
             yield out.write
+
+
+WAV_HEADER_BYTES = 44
+
+
+def wav16_header(sample_rate: int, samples: int) -> bytes:
+    """The 44-byte header of a mono 16-bit WAV holding ``samples``: the bytes ``wave`` and
+    libsndfile write, for outputs whose samples are written in place by several workers."""
+    data = 2 * samples
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        *(b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate),
+        *(2, 16, b"data", data),
+    )
+
+
+def pcm16_bytes(block: np.ndarray) -> bytes:
+    """int16 samples as little-endian bytes, as they sit in a WAV file."""
+    return block.astype("<i2", copy=False).tobytes()
 
 
 def encode_pcm16(samples: np.ndarray, sample_rate: int, fmt: str = "WAV") -> bytes:
