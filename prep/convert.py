@@ -203,15 +203,16 @@ def _output_blocks(opened: AudioReader, options: ConvertOptions) -> Iterator[Ite
 
     A long FLAC or WAV goes part by part (:mod:`prep.parts`), exactly as parallel part
     workers would convert it, so its bytes do not depend on how the run was spread;
-    anything else is one stream, decoded a block ahead in a thread when it is long.
+    anything else is one stream. Either way a long file is decoded a block ahead in a
+    thread.
     """
     sr, channels, quality = options.sample_rate, options.channels, options.quality
     plan = plan_parts(opened.info, sr)
-    if plan is not None:
-        yield iter_parts(opened, plan, channels, quality)
-        return
     with read_ahead(opened) as reader:
-        yield iter_mono(reader, sr, channels, quality)
+        if plan is not None:
+            yield iter_parts(reader, plan, channels, quality)
+        else:
+            yield iter_mono(reader, sr, channels, quality)
 
 
 def _write_pcm(

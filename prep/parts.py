@@ -19,6 +19,7 @@ int16 step, on a few samples in ten thousand; tested).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -37,6 +38,7 @@ from loaders.decode import (
     to_int16,
 )
 from prep.pcm import WAV_HEADER_BYTES, pcm16_bytes, wav16_header
+from prep.readahead import ReadAhead, read_ahead
 from prep.writers.files import file_digest
 
 PART_SECONDS = 60.0
@@ -95,7 +97,7 @@ def plan_parts(info: AudioInfo, out_rate: int) -> PartPlan | None:
 
 
 def part_blocks(
-    reader: SoundfileReader, plan: PartPlan, index: int, channels: str, quality: str
+    reader: SoundfileReader | ReadAhead, plan: PartPlan, index: int, channels: str, quality: str
 ) -> Iterator[np.ndarray]:
     """Mono float32 blocks at the output rate holding exactly part ``index``'s samples."""
     start, stop = plan.input_range(index)
@@ -124,7 +126,7 @@ def _window(blocks: Iterable[np.ndarray], skip: int, keep: int | None) -> Iterat
 
 
 def iter_parts(
-    reader: SoundfileReader, plan: PartPlan, channels: str, quality: str
+    reader: SoundfileReader | ReadAhead, plan: PartPlan, channels: str, quality: str
 ) -> Iterator[np.ndarray]:
     """Every part in order from one reader: the whole file's output, as parallel parts
     would write it."""
@@ -176,28 +178,34 @@ def convert_part(task: PartTask) -> PartDone:
     plan = task.plan
     samples = 0
     try:
-        reader = SoundfileReader(task.path)
+        opened = SoundfileReader(task.path)
         try:
-            if (reader.info.frames, reader.info.sample_rate) != (plan.frames, plan.in_rate):
+            if (opened.info.frames, opened.info.sample_rate) != (plan.frames, plan.in_rate):
                 raise DecodeError("the file changed while it was being converted")
-            fd = os.open(task.tmp, os.O_WRONLY)
-            try:
+            with read_ahead(opened) as reader, _opened_for_writing(task.tmp) as fd:
                 offset = WAV_HEADER_BYTES + 2 * plan.output_start(task.index)
                 for block in part_blocks(reader, plan, task.index, task.channels, task.quality):
                     data = pcm16_bytes(to_int16(block))
                     _pwrite_all(fd, data, offset)
                     offset += len(data)
                     samples += len(block)
-            finally:
-                os.close(fd)
         finally:
-            reader.close()
+            opened.close()
         digest = file_digest(task.path) if task.index == 0 else None
     except DecodeError as exc:
         return PartDone(task.rel, task.index, samples, reason=str(exc))
     except OSError as exc:
         return PartDone(task.rel, task.index, samples, reason=os_reason(exc))
     return PartDone(task.rel, task.index, samples, source_sha256=digest)
+
+
+@contextlib.contextmanager
+def _opened_for_writing(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

@@ -38,9 +38,9 @@ class ReadAhead:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _decode(self, frames: int) -> None:
+    def _decode(self, blocks: Iterator[np.ndarray]) -> None:
         try:
-            for block in self.reader.blocks(frames):
+            for block in blocks:
                 if not self._put(block):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
@@ -58,7 +58,19 @@ class ReadAhead:
         return False
 
     def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-        self._thread = threading.Thread(target=self._decode, args=(frames,), daemon=True)
+        return self._ahead(self.reader.blocks(frames))
+
+    def range_blocks(
+        self, start: int, stop: int, frames: int = BLOCK_FRAMES
+    ) -> Iterator[np.ndarray]:
+        """One range of the file (see ``SoundfileReader.range_blocks``), read ahead."""
+        return self._ahead(self.reader.range_blocks(start, stop, frames))
+
+    def _ahead(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        self.stop()  # a range read before this one, left early
+        self._stop.clear()
+        self._queue = queue.Queue(self._queue.maxsize)
+        self._thread = threading.Thread(target=self._decode, args=(blocks,), daemon=True)
         self._thread.start()
         while (item := self._queue.get()) is not _DONE:
             if isinstance(item, BaseException):

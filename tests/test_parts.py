@@ -82,3 +82,24 @@ def test_a_truncated_long_flac_fails_by_name_and_leaves_no_partial_file(src, out
     assert not (out / "cut.wav").exists() and not list(out.rglob("*.partial"))
     (entry,) = read_manifest(out / "manifest.jsonl")
     assert entry["source"] == "fine.flac"
+
+
+def test_ranges_read_ahead_in_a_thread_are_the_ranges_read_inline(tmp_path):
+    from prep.readahead import ReadAhead
+
+    path = make_file(tmp_path / "a.flac", seconds=12.0, sr=22050, channels=2)
+    ranges = [(0, 50_000), (100_000, 230_000), (5, 7), (200_000, 264_600)]
+    reader = SoundfileReader(path)
+    try:
+        inline = [np.concatenate(list(reader.range_blocks(a, b, 4096))) for a, b in ranges]
+        ahead = ReadAhead(reader)
+        try:
+            next(ahead.range_blocks(0, 100_000, 4096))  # one range left early
+            threaded = [np.concatenate(list(ahead.range_blocks(a, b, 4096))) for a, b in ranges]
+        finally:
+            ahead.stop()
+    finally:
+        reader.close()
+    for (a, b), x, y in zip(ranges, inline, threaded, strict=True):
+        assert len(x) == b - a
+        np.testing.assert_array_equal(x, y)
