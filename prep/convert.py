@@ -534,10 +534,12 @@ def _finish_split_file(
             raise _Skip(reason)
         digest, size = file_digest(file.tmp), file.tmp.stat().st_size
         os.replace(file.tmp, out / file.job.out_rel)
-    except (DecodeError, _Skip) as exc:
+    except (DecodeError, _Skip, OSError) as exc:
         file.tmp.unlink(missing_ok=True)
-        status = "skipped" if isinstance(exc, _Skip) else "failed"
-        return FileResult(rel, status, reason=str(exc))
+        if isinstance(exc, _Skip):
+            return FileResult(rel, "skipped", reason=str(exc))
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+        return FileResult(rel, "failed", reason=reason)
     stat = {**file.stat, "source_sha256": next(d.source_sha256 for d in done if d.index == 0)}
     job = file.job
     entry = _entry(job.source, job.out_rel, file.info, written, digest, size, stat, options)
