@@ -15,6 +15,7 @@ from conftest import make_file, run_prep
 
 from manifests import iter_journal
 from prep.convert import JOURNAL, ConvertOptions, convert
+from prep.parts import PART_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,8 @@ def small_set(tmp_path_factory):
         make_file(src / f"spk{i % 2}" / f"u{i}.{['mp3', 'ogg', 'flac'][i % 3]}", seconds=seconds)
     (src / "spk0" / "u0.txt").write_text("a transcript")
     (src / "bad.mp3").write_bytes(b"not audio at all")
+    # long enough to be converted as parts spread over the workers (prep.parts)
+    make_file(src / "long.flac", seconds=2 * PART_SECONDS + 5, sr=22050, channels=1)
     return src
 
 
