@@ -93,8 +93,13 @@ def _ogg_has_end_of_stream(path: AudioInput) -> bool:
 
 
 EXACT_SEEK_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC"})
-"""libsndfile formats whose header states the exact length and whose seeks land on the
-sample, so a file can be decoded as independent ranges (mp3 and Ogg seeks are not)."""
+"""libsndfile containers whose header states the exact length and whose seeks land on the
+sample, so a file can be decoded as independent ranges (mp3 and Ogg seeks are not)..."""
+EXACT_SEEK_SUBTYPES = frozenset(
+    {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW"}
+)
+"""...holding samples coded one by one (not ADPCM or GSM blocks, whose seeks are left
+to each codec)."""
 
 
 class SoundfileReader:
@@ -147,7 +152,7 @@ class SoundfileReader:
     ) -> Iterator[np.ndarray]:
         """Frames ``start`` to ``stop`` of the file, exactly.
 
-        For formats libsndfile seeks to the sample (FLAC, WAV: :data:`EXACT_SEEK_FORMATS`),
+        For files libsndfile seeks to the sample (PCM in FLAC or WAV: :data:`EXACT_SEEK_FORMATS`),
         whose headers state the length exactly: a range that ends early is a truncated file.
         """
         try:

@@ -3,12 +3,12 @@
 Without parts, a run over a few long recordings ends with one core converting the last
 file while the others wait, and a 2-hour field recording takes one core however many
 there are. A file is cut into parts when libsndfile seeks it to the exact sample and its
-header states its length exactly (:data:`~loaders.decode.EXACT_SEEK_FORMATS`), and it
-holds at least two parts. Such a file is *always* converted part by part, whether its
-parts run in many workers at once (:class:`PartTask`, written in place into one shared
-temporary file) or one after another in one worker (:func:`iter_parts`: object storage,
-FLAC output), so its bytes depend on the file alone: never on ``-j``, the backend or
-where it is stored.
+header states its length exactly (PCM in FLAC or WAV: ``EXACT_SEEK_FORMATS`` and
+``EXACT_SEEK_SUBTYPES`` in :mod:`loaders.decode`), and it holds at least two parts.
+Such a file is *always* converted part by part, whether its parts run in many workers
+at once (:class:`PartTask`, written in place into one shared temporary file) or one
+after another in one worker (:func:`iter_parts`: object storage, FLAC output), so its
+bytes depend on the file alone: never on ``-j``, the backend or where it is stored.
 
 Each part decodes a margin on either side of its range and resamples with a stream of
 its own. Range starts are multiples of ``in_rate / gcd(in_rate, out_rate)`` frames, so
@@ -30,6 +30,7 @@ import numpy as np
 
 from loaders.decode import (
     EXACT_SEEK_FORMATS,
+    EXACT_SEEK_SUBTYPES,
     AudioInfo,
     DecodeError,
     MonoResampler,
@@ -83,8 +84,9 @@ class PartPlan:
 def plan_parts(info: AudioInfo, out_rate: int) -> PartPlan | None:
     """How to cut a file, or None when it is converted as one stream (short files, codecs
     that cannot seek exactly, decoders other than libsndfile)."""
-    fmt = info.format.split("/")[0]
-    if info.decoder != "soundfile" or fmt not in EXACT_SEEK_FORMATS or not info.frames:
+    container, _, subtype = info.format.partition("/")
+    exact = container in EXACT_SEEK_FORMATS and subtype in EXACT_SEEK_SUBTYPES
+    if info.decoder != "soundfile" or not exact or not info.frames:
         return None
     in_rate = info.sample_rate
     period = in_rate // math.gcd(in_rate, out_rate)

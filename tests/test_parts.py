@@ -103,3 +103,21 @@ def test_ranges_read_ahead_in_a_thread_are_the_ranges_read_inline(tmp_path):
     for (a, b), x, y in zip(ranges, inline, threaded, strict=True):
         assert len(x) == b - a
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "cut"),
+    [
+        ("FLAC/PCM_16", True),
+        ("WAV/FLOAT", True),
+        ("WAV/IMA_ADPCM", False),
+        ("MP3/MPEG_LAYER_III", False),
+        ("OGG/VORBIS", False),
+    ],
+)
+def test_only_samples_coded_one_by_one_in_flac_or_wav_are_cut(fmt, cut):
+    from loaders.decode import AudioInfo
+
+    info = AudioInfo(44100, 2, 44100 * 600, fmt, "soundfile", "libsndfile")
+    assert (plan_parts(info, 16000) is not None) == cut
+    assert plan_parts(AudioInfo(44100, 2, 44100 * 100, fmt, "soundfile", "x"), 16000) is None
