@@ -469,8 +469,21 @@ def iter_mono(
     block_frames: int = BLOCK_FRAMES,
 ) -> Iterator[np.ndarray]:
     """Decode, mix down and resample ``reader`` block by block: mono float32 at ``sample_rate``."""
-    resampler = MonoResampler(reader.info.sample_rate, sample_rate, quality)
-    for block in reader.blocks(block_frames):
+    blocks = reader.blocks(block_frames)
+    return mono_stream(blocks, reader.info.sample_rate, sample_rate, channels, quality)
+
+
+def mono_stream(
+    blocks: Iterable[np.ndarray],
+    in_rate: int,
+    out_rate: int,
+    channels: ChannelMode = "mix",
+    quality: str = "HQ",
+) -> Iterator[np.ndarray]:
+    """Mix down and resample decoded ``[n, c]`` blocks as one stream: mono float32 at
+    ``out_rate``, the resampler flushed at the end."""
+    resampler = MonoResampler(in_rate, out_rate, quality)
+    for block in blocks:
         out = resampler.process(mixdown(block, channels))
         if len(out):
             yield out

@@ -33,9 +33,8 @@ from loaders.decode import (
     EXACT_SEEK_SUBTYPES,
     AudioInfo,
     DecodeError,
-    MonoResampler,
     SoundfileReader,
-    mixdown,
+    mono_stream,
     to_int16,
 )
 from prep.pcm import WAV_HEADER_BYTES, pcm16_bytes, wav16_header
@@ -105,15 +104,10 @@ def part_blocks(
     start, stop = plan.input_range(index)
     first = max(0, start - plan.margin)
     last = plan.frames if index + 1 == len(plan) else min(plan.frames, stop + plan.margin)
-    resampler = MonoResampler(plan.in_rate, plan.out_rate, quality)
-
-    def resampled() -> Iterator[np.ndarray]:
-        for block in reader.range_blocks(first, last):
-            yield resampler.process(mixdown(block, channels))
-        yield resampler.process(np.zeros(0, dtype=np.float32), last=True)
-
+    blocks = reader.range_blocks(first, last)
+    resampled = mono_stream(blocks, plan.in_rate, plan.out_rate, channels, quality)
     skip = (start - first) * plan.out_rate // plan.in_rate
-    yield from _window(resampled(), skip, plan.output_samples(index))
+    yield from _window(resampled, skip, plan.output_samples(index))
 
 
 def _window(blocks: Iterable[np.ndarray], skip: int, keep: int | None) -> Iterator[np.ndarray]:
