@@ -495,7 +495,8 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
         path = job.source.path
         if path.suffix.lower() not in SPLIT_CANDIDATE_SUFFIXES:
             continue
-        if source_size(job.source) < SPLIT_CANDIDATE_BYTES:
+        size = source_size(job.source)
+        if size < SPLIT_CANDIDATE_BYTES:
             continue
         try:
             reader = SoundfileReader(path)
@@ -508,9 +509,13 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
             continue
         tmp = partial_name(out / job.out_rel)
         start_output(tmp)
+        ranges = [plan.input_range(index) for index in range(len(plan))]
         tasks = [
-            PartTask(path, job.source.rel, tmp, plan, index, options.channels, options.quality)
-            for index in range(len(plan))
+            PartTask(
+                *(path, job.source.rel, tmp, plan, index, options.channels, options.quality),
+                input_bytes=size * (stop - start) // plan.frames,
+            )
+            for index, (start, stop) in enumerate(ranges)
         ]
         split[job.source.rel] = _SplitFile(job, info, _stat_fields(path), tmp, tasks)
     return split
@@ -518,9 +523,7 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
 
 def _work_bytes(item: _Job | PartTask) -> int:
     """An item's share of the input, in bytes, for sizing batches."""
-    if isinstance(item, PartTask):
-        return int(os.stat(item.path).st_size * item.share)
-    return source_size(item.source)
+    return item.input_bytes if isinstance(item, PartTask) else source_size(item.source)
 
 
 def _finish_split_file(

@@ -142,12 +142,8 @@ class PartTask:
     index: int
     channels: str
     quality: str
-
-    @property
-    def share(self) -> float:
-        """This part's fraction of the file, for sizing batches."""
-        start, stop = self.plan.input_range(self.index)
-        return (stop - start) / self.plan.frames
+    input_bytes: int
+    """This part's share of the source's bytes, for sizing batches."""
 
 
 @dataclass(frozen=True)
