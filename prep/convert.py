@@ -48,7 +48,7 @@ from manifests import (
     write_manifest,
 )
 from prep import storage
-from prep.errors import UsageError
+from prep.errors import UsageError, os_reason
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.parts import (
     PartDone,
@@ -56,7 +56,6 @@ from prep.parts import (
     convert_part,
     finish_output,
     iter_parts,
-    os_reason,
     plan_parts,
     start_output,
 )

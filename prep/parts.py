@@ -37,6 +37,7 @@ from loaders.decode import (
     mono_stream,
     to_int16,
 )
+from prep.errors import os_reason
 from prep.pcm import WAV_HEADER_BYTES, pcm16_bytes, wav16_header
 from prep.readahead import ReadAhead, read_ahead
 from prep.writers.files import file_digest
@@ -224,8 +225,3 @@ def finish_output(tmp: Path, plan: PartPlan, done: list[PartDone]) -> int:
     with open(tmp, "r+b") as fh:
         fh.write(wav16_header(plan.out_rate, samples))
     return samples
-
-
-def os_reason(exc: OSError) -> str:
-    """An OS error as one readable line: what went wrong, and on which file."""
-    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
