@@ -355,7 +355,7 @@ def _convert_batch(
             if isinstance(job, PartTask):
                 results.append(convert_part(job))
                 continue
-            target = storage.join(out_root, job.out_rel) if remote else out_root / job.out_rel
+            target = storage.join(out_root, job.out_rel)
             try:
                 entry = convert_file(job.source, target, job.out_rel, options)
                 results.append(FileResult(job.source.rel, "converted", entry))

@@ -344,10 +344,6 @@ def _format_state(folder: Path, params: dict, fingerprint: str, overwrite: bool)
     return "todo"
 
 
-def _join(folder: Path | str, name: str) -> Path | str:
-    return storage.join(folder, name) if is_url(folder) else folder / name
-
-
 def _write_manifest(folder: Path | str, name: str, entries: list[Entry]) -> None:
     if is_url(folder):
         storage.write_manifest_url(storage.join(folder, name), entries)
@@ -425,7 +421,7 @@ def shard(
     state_of = _remote_format_state if remote else _format_state
     states = {
         name: state_of(
-            _join(out, name), options.format_params(name), fingerprint, options.overwrite
+            storage.join(out, name), options.format_params(name), fingerprint, options.overwrite
         )
         for name in options.formats
     }
@@ -467,7 +463,7 @@ def shard(
 
     rows = StagedRows(staging)
     for name in todo:
-        folder = _join(out, name)
+        folder = storage.join(out, name)
         writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
         if name in AGGREGATE_WRITERS:
             locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)

@@ -23,8 +23,11 @@ def filesystem(url: str) -> tuple[Any, str]:
     return fs, path.rstrip("/")
 
 
-def join(url: str, rel: str) -> str:
-    return f"{url.rstrip('/')}/{rel}"
+def join(location: Path | str, rel: str) -> Path | str:
+    """``rel`` under an object prefix, or under a local folder."""
+    if is_url(location):
+        return f"{str(location).rstrip('/')}/{rel}"
+    return Path(location) / rel
 
 
 def read_bytes(url: str) -> bytes:
