@@ -10,11 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from lockcheck import environment_problem
 
 from loaders.ffmpeg import ffmpeg_executable
 from prep.democorpus import speech_like, write_audio
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A drifted or broken install stops the run in one line before any test."""
+    problem = environment_problem()
+    if problem:
+        pytest.exit(problem, returncode=3)
 
 
 def sine(freq: float, seconds: float, sr: int, channels: int = 1, amp: float = 0.5) -> np.ndarray:
