@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -56,6 +58,34 @@ def local_backend() -> str:
     which is most of the run on a few minutes of audio.
     """
     return "multiprocessing" if "fork" in multiprocessing.get_all_start_methods() else "loky"
+
+
+_PR_SET_PDEATHSIG = 1
+_dies_with_parent = False
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when the process that started it dies.
+
+    A ``kill -9`` of ``prep`` otherwise leaves its workers writing into OUT for seconds,
+    where a rerun can race them. Linux only; elsewhere a no-op.
+    """
+    global _dies_with_parent
+    if _dies_with_parent:
+        return
+    _dies_with_parent = True
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _in_local_worker(func: Callable[..., T], batch: Any, **kwargs: Any) -> T:
+    _die_with_parent()
+    return func(batch, **kwargs)
 
 
 BACKENDS = ("local", "dask")
@@ -139,7 +169,7 @@ class Workers:
         if jobs <= 1:
             return [func(batch, **kwargs) for batch in batches]
         parallel = Parallel(n_jobs=jobs, backend=local_backend())
-        return parallel(delayed(func)(batch, **kwargs) for batch in batches)
+        return parallel(delayed(_in_local_worker)(func, batch, **kwargs) for batch in batches)
 
 
 def run_batches(
