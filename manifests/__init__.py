@@ -1,6 +1,6 @@
 """The JSONL manifest contract of every audioprep step; imports neither prep nor loaders."""
 
-from manifests.atomic import atomic_path, partial_name, remove_partials
+from manifests.atomic import atomic_path, naming, partial_name, remove_partials
 from manifests.jsonl import (
     Entry,
     JournalFollower,
@@ -30,6 +30,7 @@ __all__ = [
     "ManifestAppender",
     "ManifestError",
     "atomic_path",
+    "naming",
     "partial_name",
     "dumps_entry",
     "is_url",

@@ -21,14 +21,27 @@ def partial_name(path: Path) -> Path:
 
 
 @contextlib.contextmanager
+def naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Give an OS error raised without a file name (a write on a full disk) ``path``, so the
+    one line that reports it says which file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from exc
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed to ``path``."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(final)
     try:
-        yield tmp
-        os.replace(tmp, final)
+        with naming(final):
+            yield tmp
+            os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from manifests.atomic import atomic_path
+from manifests.atomic import atomic_path, naming
 
 Entry = dict[str, Any]
 
@@ -73,11 +73,13 @@ class ManifestAppender:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def append(self, entry: Entry) -> None:
-        self._fh.write(dumps_entry(entry) + "\n")
-        self._fh.flush()
+        with naming(self.path):
+            self._fh.write(dumps_entry(entry) + "\n")
+            self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        with naming(self.path):
+            self._fh.close()
 
     def __enter__(self) -> ManifestAppender:
         return self

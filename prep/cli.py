@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from manifests import ManifestError
-from prep.errors import UsageError
+from prep.errors import UsageError, os_reason
 from prep.sources import SourceError
 
 log = logging.getLogger("prep")
@@ -84,7 +84,22 @@ def _backend_options(func: Callable) -> Callable:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Errors that end a whole run become one line, never a traceback: bad options or
+    paths (exit 2, before any work), and an OS error such as a full disk or an
+    unwritable OUT met while writing the run's own files (exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except _USER_ERRORS as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            click.echo(f"error: {os_reason(exc)}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """audioprep: convert, shard, load and benchmark audio for training."""
 
