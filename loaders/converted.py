@@ -46,13 +46,16 @@ class ConvertedDataset(SharedEpoch, Dataset):
     def __getitem__(self, index: int) -> dict:
         entry = dict(self.entries[index])
         path = self.folder / entry["audio_filepath"]
-        if self.crop is None:
+        # An utterance of a longer file (a manifest line with offset/duration) is its span.
+        first = round(entry["offset"] * self.sample_rate) if "file_num_samples" in entry else 0
+        if self.crop is None and "file_num_samples" not in entry:
             samples, _ = sf.read(path, dtype="int16")
         else:
-            start = self.crop_start(index)
+            start = first + self.crop_start(index)
+            length = int(entry["num_samples"]) if self.crop is None else self.crop
             with sf.SoundFile(path) as f:
                 f.seek(start)
-                samples = f.read(self.crop, dtype="int16")
+                samples = f.read(min(length, int(entry["num_samples"])), dtype="int16")
             entry["num_samples"] = len(samples)
             entry["key"] = f"{entry['audio_filepath']}@{start}"
         entry.setdefault("key", entry["audio_filepath"])

@@ -8,6 +8,7 @@ back, so a killed run resumes where it stopped; a rerun skips what is complete a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import logging
@@ -44,7 +45,6 @@ from manifests import (
     iter_journal,
     iter_manifest,
     partial_name,
-    remove_partials,
     write_manifest,
 )
 from prep import storage
@@ -61,6 +61,7 @@ from prep.parts import (
 )
 from prep.pcm import pcm16_writer
 from prep.readahead import read_ahead
+from prep.runlock import locked_out
 from prep.sources import (
     Source,
     discover,
@@ -70,6 +71,7 @@ from prep.sources import (
     transcript_for,
 )
 from prep.storage import local_or_url
+from prep.utterances import Span, SpanError, line_span
 from prep.writers.files import file_digest
 
 log = logging.getLogger(__name__)
@@ -266,6 +268,8 @@ def convert_file(
         data = None
         stat = _stat_fields(source.path) if source.path.exists() else {}
         audio_input = source.path
+    if not source.one_whole_file:  # several utterances: filtered one by one (_line_entries)
+        options = dataclasses.replace(options, min_duration=None, max_duration=None)
     with open_audio(audio_input, options.decoder) as opened:
         info = opened.info
         if info.duration is not None and (reason := _duration_filter(info.duration, options)):
@@ -323,6 +327,74 @@ def _entry(
     for key, value in source.fields.items():
         entry.setdefault(key, value)
     return entry
+
+
+FILE_FIELDS = (
+    "source",
+    "source_size",
+    "source_mtime_ns",
+    "source_sha256",
+    "source_sample_rate",
+    "source_channels",
+    "source_format",
+    "decoder",
+    "decoder_version",
+    "resampler",
+    "resampler_version",
+    "resample_quality",
+    "sha256",
+    "file_size",
+    "convert_params",
+)
+"""What an entry says of the converted file as a whole, whichever line it stands for."""
+
+
+def _line_entry(file_entry: Entry, fields: Entry, span: Span | None, sr: int) -> Entry:
+    """The entry of one manifest line: the file's fields, the line's span and its own fields."""
+    file_samples = file_entry.get("file_num_samples", file_entry["num_samples"])
+    samples = file_samples if span is None else span.length
+    entry: Entry = {
+        "audio_filepath": file_entry["audio_filepath"],
+        "duration": round(samples / sr, 6),
+        "offset": 0.0 if span is None else round(span.start / sr, 6),
+    }
+    if fields.get("text") is not None:
+        entry["text"] = fields["text"]
+    entry.update(sample_rate=sr, num_samples=samples)
+    if span is not None:
+        entry["file_num_samples"] = file_samples
+    entry.update({k: file_entry[k] for k in FILE_FIELDS if k in file_entry})
+    for key, value in fields.items():
+        entry.setdefault(key, value)
+    return entry
+
+
+def _line_entries(
+    file_entry: Entry, source: Source, options: ConvertOptions
+) -> tuple[list[Entry], list[Entry], list[Entry]]:
+    """A converted file's manifest entries, errors and skips: one entry per manifest line
+    naming it, each pointing at its own span of the file (``offset``/``duration``), so no
+    utterance's transcript is lost; the file's own entry for a folder walk's file."""
+    if not source.utterances:
+        return [file_entry], [], []
+    sr = options.sample_rate
+    file_samples = file_entry.get("file_num_samples", file_entry["num_samples"])
+    entries, errors, skipped = [], [], []
+    for line in source.utterances:
+        where = {"source": source.rel, "line": line.line}
+        try:
+            span = line_span(line.fields, file_samples, sr)
+        except SpanError as exc:
+            errors.append({**where, "reason": f"manifest line {line.line}: {exc}"})
+            continue
+        if span is None and len(source.utterances) == 1 and "file_num_samples" not in file_entry:
+            return [file_entry], [], []  # one line naming the whole file: the file's entry
+        entry = _line_entry(file_entry, line.fields, span, sr)
+        if not source.one_whole_file and (reason := _duration_filter(entry["duration"], options)):
+            skipped.append({**where, "reason": f"manifest line {line.line}: {reason}"})
+            continue
+        entries.append(entry)
+    return entries, errors, skipped
 
 
 def _journal_record(result: FileResult) -> Entry:
@@ -580,11 +652,19 @@ def convert(
     options.validate()
     src, out = local_or_url(src), local_or_url(out)
     check_paths(src, out)
+    with locked_out(out):
+        return _convert_held(src, out, options, progress)
+
+
+def _convert_held(
+    src: Path | str,
+    out: Path | str,
+    options: ConvertOptions,
+    progress: Callable[[int], None] | None,
+) -> ConvertSummary:
+    """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
     started = time.perf_counter()
     remote = is_url(out)
-    if not remote:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_partials(out)
 
     sources = discover(src, options.extensions)
     names = plan_output_names([s.rel for s in sources], TARGETS[options.to][1])
@@ -639,14 +719,21 @@ def convert(
         _report([_journal_record(r) for r in results.values() if r.status != "done"], progress)
 
     entries, errors, skipped = [], [], []
+    source_of = {s.rel: s for s in sources}
     for rel in sorted(results):
         result = results[rel]
         if result.status in ("converted", "done"):
-            entries.append(result.entry)
-            summary.audio_seconds += result.entry["duration"]
+            lines, line_errors, line_skips = _line_entries(result.entry, source_of[rel], options)
+            entries += lines
+            errors += line_errors
+            skipped += line_skips
+            summary.failed += len(line_errors)
+            summary.skipped += len(line_skips)
+            summary.audio_seconds += sum(e["duration"] for e in lines)
+            file_seconds = result.entry.get("file_num_samples", result.entry["num_samples"])
             if result.status == "converted":
                 summary.converted += 1
-                summary.converted_seconds += result.entry["duration"]
+                summary.converted_seconds += file_seconds / options.sample_rate
             else:
                 summary.already_done += 1
         elif result.status == "failed":
@@ -664,7 +751,6 @@ def convert(
         write_manifest(out / ERRORS, errors)
         write_manifest(out / SKIPPED, skipped)
         (out / JOURNAL).unlink(missing_ok=True)
-        remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
     summary.errors = errors
     summary.wall_seconds = time.perf_counter() - started
     return summary

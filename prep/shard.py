@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +27,15 @@ import soundfile as sf
 
 from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
 from loaders.mel_storage import to_storage
-from manifests import Entry, atomic_path, is_url, iter_manifest, remove_partials, write_manifest
+from manifests import Entry, atomic_path, is_url, iter_manifest, write_manifest
 from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
+from prep.runlock import locked_out
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
 from prep.sources import SourceError, discover, is_manifest, source_size
 from prep.storage import local_or_url
+from prep.utterances import SpanError, line_span
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
 from prep.writers.files import fingerprint_files
 
@@ -125,11 +128,23 @@ class ShardOptions:
 
 @dataclass(frozen=True)
 class ShardSource:
-    """One input file: its path, the ``source`` name carried into every item, its fields."""
+    """One input: its file, the ``source`` name carried into every item, its fields, and
+    the ``offset``/``duration`` its manifest line gave (its span of the file; none for
+    a whole file). Several inputs may name one file: each is an utterance of it."""
 
     path: Path
     source: str
     fields: dict
+    span_fields: dict = field(default_factory=dict)
+
+
+def _from_entry(path: Path | str, entry: Entry) -> ShardSource:
+    return ShardSource(
+        path,
+        entry.get("source", entry["audio_filepath"]),
+        {k: entry[k] for k in ("text", "label") if k in entry},
+        {k: entry[k] for k in ("offset", "duration") if k in entry},
+    )
 
 
 def read_inputs(src: Path | str) -> list[ShardSource]:
@@ -139,14 +154,7 @@ def read_inputs(src: Path | str) -> list[ShardSource]:
         if not entries:
             return [ShardSource(s.path, s.rel, s.fields) for s in discover(src)]
         return sorted(
-            (
-                ShardSource(
-                    storage.join(src, e["audio_filepath"]),
-                    e.get("source", e["audio_filepath"]),
-                    {k: e[k] for k in ("text", "label") if k in e},
-                )
-                for e in entries
-            ),
+            (_from_entry(storage.join(src, e["audio_filepath"]), e) for e in entries),
             key=lambda s: s.source,
         )
     manifest = src / "manifest.jsonl" if src.is_dir() else src
@@ -158,9 +166,7 @@ def read_inputs(src: Path | str) -> list[ShardSource]:
     for n, entry in enumerate(iter_manifest(manifest), 1):
         if not isinstance(entry.get("audio_filepath"), str):
             raise SourceError(f"{manifest}: entry {n} has no 'audio_filepath'")
-        path = manifest.parent / entry["audio_filepath"]
-        fields = {k: entry[k] for k in ("text", "label") if k in entry}
-        sources.append(ShardSource(path, entry.get("source", entry["audio_filepath"]), fields))
+        sources.append(_from_entry(manifest.parent / entry["audio_filepath"], entry))
     return sorted(sources, key=lambda s: s.source)
 
 
@@ -218,6 +224,17 @@ def _compute_mels(rows: list[np.ndarray], options: ShardOptions, threads: int) -
         return [module(torch.from_numpy(r)).numpy() for r in rows]
 
 
+def _utterance(src: ShardSource, samples: np.ndarray, sr: int) -> tuple[np.ndarray, str, int]:
+    """The samples one input's manifest line names, the name its item keys are made from,
+    and where those samples start in the file. A whole file keeps its plain keys; a span
+    adds its place, so the utterances of one file never share a key."""
+    span = line_span(src.span_fields, len(samples), sr) if src.span_fields else None
+    if span is None:
+        return samples, src.source, 0
+    stop = span.start + span.length
+    return samples[span.start : stop], f"{src.source}@{span.start}+{span.length}", span.start
+
+
 def _pad(samples: np.ndarray, start: int, length: int, options: ShardOptions) -> np.ndarray:
     row = samples[start : start + length]
     if options.last == "pad" and options.segment and length < options.segment:
@@ -239,15 +256,22 @@ def _shard_batch(
     audio_at = mel_at = 0
     batch_name = hashlib.sha1("\n".join(s.source for s in sources).encode()).hexdigest()[:16]
     sr = options.sample_rate
+    decoded: tuple[Path | str, np.ndarray] | None = None  # utterances of one file: one decode
     with quiet_native_stderr():
         for src in sources:
             try:
-                samples = load_int16(src.path, sr)
+                if decoded is None or decoded[0] != src.path:
+                    decoded = None
+                    decoded = (src.path, load_int16(src.path, sr))
+                samples, key_source, first = _utterance(src, decoded[1], sr)
             except DecodeError as exc:
                 errors.append({"source": src.source, "reason": str(exc)})
                 continue
             except OSError as exc:
                 errors.append({"source": src.source, "reason": exc.strerror or str(exc)})
+                continue
+            except SpanError as exc:
+                errors.append({"source": src.source, "reason": f"manifest entry: {exc}"})
                 continue
             spans = plan_spans(
                 len(samples), options.segment, options.hop, options.last, options.min_last
@@ -270,10 +294,10 @@ def _shard_batch(
                     to_storage(mel, options.mel_dtype) if mel is not None else (None, {})
                 )
                 meta = ItemMeta(
-                    key=item_key(src.source, index),
+                    key=item_key(key_source, index),
                     source=src.source,
                     index=index,
-                    start=span.start,
+                    start=first + span.start,
                     num_samples=span.length,
                     stored_samples=len(row),
                     sample_rate=sr,
@@ -299,6 +323,21 @@ def _shard_batch(
         if mel_parts:
             np.save(staging / f"{batch_name}.mel.npy", np.concatenate(mel_parts))
     return items, errors
+
+
+def _unique_items(items: Iterable[ItemMeta]) -> tuple[list[ItemMeta], list[Entry]]:
+    """Items in a deterministic order (source, place in the file, index: not the order the
+    batches came back in), each key once; a repeat (two manifest lines naming one span)
+    is reported, never written twice."""
+    unique, duplicates, seen = [], [], set()
+    for meta in sorted(items, key=lambda m: (m.source, m.start, m.index, m.key)):
+        if meta.key in seen:
+            reason = f"item {meta.key} is listed twice (two manifest lines name one span)"
+            duplicates.append({"source": meta.source, "reason": reason})
+            continue
+        seen.add(meta.key)
+        unique.append(meta)
+    return unique, duplicates
 
 
 @dataclass
@@ -413,11 +452,17 @@ def shard(
     remote = is_url(out)
     if remote:
         _check_remote_out(out, options)
+    with locked_out(out):
+        return _shard_held(src, out, options, started)
+
+
+def _shard_held(
+    src: Path | str, out: Path | str, options: ShardOptions, started: float
+) -> ShardSummary:
+    """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
+    remote = is_url(out)
     sources = read_inputs(src)
     fingerprint = input_fingerprint(sources)
-    if not remote:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_partials(out)
     state_of = _remote_format_state if remote else _format_state
     states = {
         name: state_of(
@@ -456,10 +501,12 @@ def shard(
             stage=bool(aggregate),
             threads=1 if workers.remote or min(workers.count, len(sources)) > 1 else 0,
         )
-    items = sorted((m for batch, _ in results for m in batch), key=lambda m: (m.source, m.index))
+    items, duplicates = _unique_items(m for batch, _ in results for m in batch)
     errors = sorted(
-        (e for _, batch_errors in results for e in batch_errors), key=lambda e: e["source"]
+        (e for _, batch_errors in results for e in batch_errors),
+        key=lambda e: (e["source"], e["reason"]),
     )
+    errors += duplicates
 
     rows = StagedRows(staging)
     for name in todo:
@@ -504,8 +551,6 @@ def shard(
     rows.close()
     shutil.rmtree(staging, ignore_errors=True)
     _write_manifest(out, ERRORS, errors)
-    if not remote:
-        remove_partials(out)  # a worker killed mid-write (on a cluster the run goes on)
     summary.items = len(items)
     summary.audio_seconds = sum(m.num_samples for m in items) / options.sample_rate
     summary.failed = len(errors)

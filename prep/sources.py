@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from loaders.decode import is_audio_name
 from manifests import Entry, is_url, iter_manifest, resolve_audio_path
 from prep.storage import filesystem, join, list_files
+from prep.utterances import names_whole_file
 
 TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
 
@@ -29,6 +30,26 @@ class Source:
     fields: Entry = field(default_factory=dict)
     size: int | None = None
     """Known from the listing for objects; local files are asked when needed."""
+    utterances: tuple[Utterance, ...] = ()
+    """The manifest lines naming this file, each one utterance (NeMo/Lhotse layout for long
+    recordings: ``offset``/``duration`` per line); empty for a folder walk."""
+
+    @property
+    def one_whole_file(self) -> bool:
+        """A folder walk's file, or the only line naming its file with no offset: the file
+        is one item, filtered by duration as a whole."""
+        return len(self.utterances) <= 1 and all(
+            names_whole_file(u.fields) for u in self.utterances
+        )
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest line of a source: its line number and its fields (``offset``,
+    ``duration``, ``text``... everything but ``audio_filepath``)."""
+
+    line: int
+    fields: Entry
 
 
 def is_manifest(path: Path) -> bool:
@@ -77,8 +98,29 @@ def _from_manifest(manifest: Path) -> list[Source]:
         except ValueError:
             rel = PurePosixPath(*path.resolve().parts[1:]).as_posix()
         fields = {k: v for k, v in entry.items() if k != "audio_filepath"}
-        sources.append(Source(path, rel, fields))
-    return sorted(sources, key=lambda s: s.rel)
+        sources.append(Source(path, rel, fields, utterances=(Utterance(n, fields),)))
+    return _one_source_per_file(manifest, sources)
+
+
+def _one_source_per_file(manifest: Path, lines: list[Source]) -> list[Source]:
+    """Merge the lines naming one file into one source holding every line as an utterance:
+    the file is decoded once and no line's transcript is lost. Two different files that
+    would share a relative name stop the run (one of them would be dropped)."""
+    by_rel: dict[str, list[Source]] = defaultdict(list)
+    for line in lines:
+        by_rel[line.rel].append(line)
+    sources = []
+    for rel, group in sorted(by_rel.items()):
+        paths = {os.path.realpath(s.path) for s in group}
+        if len(paths) > 1:
+            first, second = sorted(paths)[:2]
+            raise SourceError(
+                f"{manifest}: {first} and {second} map to the same relative name {rel!r}; "
+                "move one of them, or list them in separate manifests"
+            )
+        utterances = tuple(u for s in group for u in s.utterances)
+        sources.append(Source(group[0].path, rel, group[0].fields, utterances=utterances))
+    return sources
 
 
 def _from_storage(url: str, extra_extensions: tuple[str, ...]) -> list[Source]:
