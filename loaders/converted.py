@@ -1,6 +1,7 @@
 """Reader for ``prep convert`` output: whole 16-bit WAV/FLAC files, or random crops.
 
 A crop reads only its frames (soundfile seeks in WAV and FLAC), never the whole file.
+Each file's header is checked against its manifest line (rate, mono, 16-bit, length).
 Crops are drawn from a generator seeded by ``seed``, the epoch and the index, so the
 same epoch gives the same crops in any worker; call :meth:`set_epoch` between epochs.
 """
@@ -10,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from torch.utils.data import Dataset
 
 from loaders.epoch import SharedEpoch
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder, read_pcm16
 
 
 class ConvertedDataset(SharedEpoch, Dataset):
@@ -46,13 +46,12 @@ class ConvertedDataset(SharedEpoch, Dataset):
     def __getitem__(self, index: int) -> dict:
         entry = dict(self.entries[index])
         path = self.folder / entry["audio_filepath"]
+        rate, frames = int(entry.get("sample_rate", self.sample_rate)), entry.get("num_samples")
         if self.crop is None:
-            samples, _ = sf.read(path, dtype="int16")
+            samples = read_pcm16(path, path, rate, frames)
         else:
             start = self.crop_start(index)
-            with sf.SoundFile(path) as f:
-                f.seek(start)
-                samples = f.read(self.crop, dtype="int16")
+            samples = read_pcm16(path, path, rate, frames, start, self.crop)
             entry["num_samples"] = len(samples)
             entry["key"] = f"{entry['audio_filepath']}@{start}"
         entry.setdefault("key", entry["audio_filepath"])

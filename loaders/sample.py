@@ -122,6 +122,10 @@ def check_format(fmt: dict, name: str | Path, kind: str, entries: list[Entry]) -
     rate = fmt.get("sample_rate")
     if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
         raise FormatError(f"{name}: sample_rate {rate!r} is not a positive integer")
+    params = fmt.get("params")
+    for field, value in params.items() if isinstance(params, dict) else ():
+        if field in fmt and fmt[field] != value:  # the run's record of its own settings
+            raise FormatError(f"{name}: {field} {fmt[field]!r}, but params say {value!r}")
     if fmt.get("num_items") != len(entries):
         raise FormatError(
             f"{name}: says {fmt.get('num_items')!r} items, its manifest.jsonl has {len(entries)}"
