@@ -9,6 +9,8 @@ automatic batching) for datasets with ``read_batch``, and an ordinary one with
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch.utils.data import (
@@ -86,6 +88,19 @@ class BatchLoader:
             yield batch
 
 
+def _shuffled(dataset: IterableDataset, seed: int) -> IterableDataset:
+    """A copy of an iterable dataset that shuffles itself, now with ``seed`` (its epoch,
+    kept in shared memory, stays the original's): a sampler cannot order an iterable."""
+    if not isinstance(getattr(dataset, "shuffle", None), bool) or not hasattr(dataset, "seed"):
+        raise ValueError(
+            f"shuffle=True: a {type(dataset).__name__} cannot be shuffled by the loader; "
+            "shuffle it where it is made"
+        )
+    shuffled = copy.copy(dataset)
+    shuffled.shuffle, shuffled.seed = True, seed
+    return shuffled
+
+
 def batch_loader(
     dataset: Dataset,
     batch_size: int,
@@ -101,9 +116,14 @@ def batch_loader(
     into a ring of reused shared-memory slots and the batches are views of it, valid until
     two more batches are taken (see :mod:`loaders.shared_batches`). It is what keeps worker
     processes from being slower than none on the fast formats.
+
+    ``shuffle=True`` on an iterable dataset that shuffles itself (``WebDatasetShards``)
+    iterates a copy with its shuffle on and ``seed``; on one that cannot, it is refused.
     """
     shared = shared_slots and dataloader_options.get("num_workers", 0) > 0
     if isinstance(dataset, IterableDataset):
+        if shuffle:
+            dataset = _shuffled(dataset, seed)
         if shared:
             return SharedBatchLoader(
                 dataset, batch_size=batch_size, drop_last=drop_last, **dataloader_options

@@ -1,6 +1,7 @@
 """Reader for ``prep convert`` output: whole 16-bit WAV/FLAC files, or random crops.
 
 A crop reads only its frames (soundfile seeks in WAV and FLAC), never the whole file.
+Each file's header is checked against its manifest line (rate, mono, 16-bit, length).
 Crops are drawn from a generator seeded by ``seed``, the epoch and the index, so the
 same epoch gives the same crops in any worker; call :meth:`set_epoch` between epochs.
 """
@@ -10,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from torch.utils.data import Dataset
 
 from loaders.epoch import SharedEpoch
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder, read_pcm16
 
 
 class ConvertedDataset(SharedEpoch, Dataset):
@@ -46,16 +46,17 @@ class ConvertedDataset(SharedEpoch, Dataset):
     def __getitem__(self, index: int) -> dict:
         entry = dict(self.entries[index])
         path = self.folder / entry["audio_filepath"]
+        rate = int(entry.get("sample_rate", self.sample_rate))
         # An utterance of a longer file (a manifest line with offset/duration) is its span.
-        first = round(entry["offset"] * self.sample_rate) if "file_num_samples" in entry else 0
+        file_frames = entry.get("file_num_samples", entry.get("num_samples"))
+        first = round(entry["offset"] * rate) if "file_num_samples" in entry else 0
         if self.crop is None and "file_num_samples" not in entry:
-            samples, _ = sf.read(path, dtype="int16")
+            samples = read_pcm16(path, path, rate, file_frames)
         else:
             start = first + self.crop_start(index)
             length = int(entry["num_samples"]) if self.crop is None else self.crop
-            with sf.SoundFile(path) as f:
-                f.seek(start)
-                samples = f.read(min(length, int(entry["num_samples"])), dtype="int16")
+            count = min(length, int(entry["num_samples"]))
+            samples = read_pcm16(path, path, rate, file_frames, start, count)
             entry["num_samples"] = len(samples)
             entry["key"] = f"{entry['audio_filepath']}@{start}"
         entry.setdefault("key", entry["audio_filepath"])

@@ -1,9 +1,11 @@
 """Reader for ``prep shard --format hdf5``: ``data.h5`` through h5py.
 
-The file is opened lazily in each process (an h5py handle must never cross a fork), kept
-for the dataset's life in that process, and closed with :meth:`close` (or by h5py when the
-dataset is collected). Batches of fixed-length rows (``read_batch``, ``__getitems__``) are
-read row by row in file order: h5py's fancy selection of many rows is about 70 times slower.
+Its datasets, dtypes, shapes and attributes are checked against ``format.json`` when the
+dataset is made. The file is then opened lazily in each process (an h5py handle must
+never cross a fork), kept for the dataset's life in that process, and closed with
+:meth:`close` (or by h5py when the dataset is collected). Batches of fixed-length rows
+(``read_batch``, ``__getitems__``) are read row by row in file order: h5py's fancy
+selection of many rows is about 70 times slower.
 """
 
 from __future__ import annotations
@@ -20,22 +22,75 @@ from loaders.batched import batch_from_rows
 from loaders.collate import pad_collate
 from loaders.mel_storage import from_storage
 from loaders.per_process import PerProcess
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample, read_folder
+
+
+def _expect(path: Path, f: h5py.File, name: str, dtype: np.dtype, shape: tuple) -> h5py.Dataset:
+    """Dataset ``name``, of ``dtype`` and ``shape`` (``None`` in it: any length there)."""
+    if not isinstance(f.get(name), h5py.Dataset):
+        raise FormatError(f"{path}: no {name!r} dataset")
+    ds = f[name]
+    fits = len(ds.shape) == len(shape) and all(
+        want is None or have == want for have, want in zip(ds.shape, shape, strict=True)
+    )
+    if ds.dtype != dtype or not fits:
+        raise FormatError(
+            f"{path}: dataset {name!r} is {ds.dtype} {ds.shape}, format.json promises "
+            f"{np.dtype(dtype)} {tuple('any' if d is None else d for d in shape)}"
+        )
+    return ds
+
+
+def check_hdf5(path: Path, fmt: dict, n: int, fixed: bool, with_mel: bool) -> None:
+    """``data.h5``'s datasets, dtypes, shapes and attributes against format.json: at
+    open, from a handle closed again before any worker starts."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        for attr, want in (
+            ("sample_rate", fmt["sample_rate"]),
+            ("segment_samples", fmt.get("segment_samples") or 0),
+        ):
+            if f.attrs.get(attr) != want:
+                raise FormatError(f"{path}: {attr} {f.attrs.get(attr)}, format.json says {want}")
+        int16 = np.dtype(np.int16)
+        if fixed:
+            _expect(path, f, "audio", int16, (n, fmt["segment_samples"]))
+        else:
+            audio = _expect(path, f, "audio", int16, (None,))
+            offsets = _expect(path, f, "offsets", np.dtype(np.int64), (n + 1,))[()]
+            if offsets[0] != 0 or offsets[-1] != audio.shape[0] or (np.diff(offsets) < 0).any():
+                raise FormatError(f"{path}: 'offsets' do not cover 'audio' in order")
+        if with_mel and n:
+            mel_dtype, n_mels = np.dtype(fmt.get("mel_dtype", "float32")), fmt["mel"]["n_mels"]
+            if fixed:
+                frames = fmt["segment_samples"] // fmt["mel"]["hop_length"] + 1
+                _expect(path, f, "mel", mel_dtype, (n, n_mels, frames))
+            else:
+                mel = _expect(path, f, "mel", mel_dtype, (n_mels, None))
+                ends = _expect(path, f, "mel_offsets", np.dtype(np.int64), (n + 1,))[()]
+                if ends[0] != 0 or ends[-1] != mel.shape[1] or (np.diff(ends) < 0).any():
+                    raise FormatError(f"{path}: 'mel_offsets' do not cover 'mel' in order")
 
 
 class HDF5Dataset(Dataset):
     def __init__(self, folder: str | Path, dtype: str = "float32", with_mel: bool = True) -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder)
+        self.format, self.entries = read_folder(self.folder, "hdf5")
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
         self.fixed = (
             self.format.get("segment_samples") is not None and self.format["last"] != "keep"
         )
         self.with_mel = with_mel and "mel" in self.format
-        self._file = PerProcess(
-            functools.partial(h5py.File, self.folder / self.format["file"], "r")
-        )
+        path = self.folder / self.format.get("file", "data.h5")
+        check_hdf5(path, self.format, len(self.entries), self.fixed, "mel" in self.format)
+        rows = sorted(e.get("row") for e in self.entries if isinstance(e.get("row"), int))
+        if rows != list(range(len(self.entries))):
+            raise FormatError(f"{self.folder / 'manifest.jsonl'}: rows are not 0..N-1, each once")
+        self._file = PerProcess(functools.partial(h5py.File, path, "r"))
 
     def __len__(self) -> int:
         return len(self.entries)

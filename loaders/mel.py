@@ -15,7 +15,7 @@ import torch
 import torchaudio
 
 from loaders.mel_storage import MEL_DTYPES, from_storage, to_storage
-from loaders.sample import make_sample, read_folder
+from loaders.sample import FormatError, make_sample, read_folder, stored_samples
 
 __all__ = ["LOG_SCALES", "MEL_DTYPES", "LogMel", "MelDataset", "from_storage", "to_storage"]
 
@@ -73,19 +73,38 @@ class LogMel(torch.nn.Module):
 class MelDataset(torch.utils.data.Dataset):
     """Reader for ``prep shard --format mel``: one stored log-mel ``.npy`` per item.
 
-    uint8 items are dequantised with the range their manifest line keeps.
+    uint8 items are dequantised with the range their manifest line keeps. Each ``.npy``
+    is checked against format.json (dtype, ``[n_mels, frames]``) as it is read.
     """
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder)
+        self.format, self.entries = read_folder(self.folder, "mel")
         self.sample_rate = int(self.format["sample_rate"])
+        config = self.format.get("mel")
+        if not isinstance(config, dict) or config.get("sample_rate") != self.sample_rate:
+            raise FormatError(
+                f"{self.folder / 'format.json'}: mel settings {config!r} are not for "
+                f"{self.sample_rate} Hz audio"
+            )
+        self.mel_dtype = np.dtype(self.format.get("mel_dtype", "float32"))
+        self.n_mels, self.hop = int(config["n_mels"]), int(config["hop_length"])
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]
-        stored = np.load(self.folder / entry["mel_filepath"])
+        path = self.folder / entry["mel_filepath"]
+        try:
+            stored = np.load(path)
+        except (ValueError, EOFError) as exc:
+            raise FormatError(f"{path}: not a readable .npy file ({exc})") from None
+        frames = stored_samples(self.format, entry) // self.hop + 1
+        if stored.dtype != self.mel_dtype or stored.shape != (self.n_mels, frames):
+            raise FormatError(
+                f"{path}: {stored.dtype} {stored.shape}, format.json promises "
+                f"{self.mel_dtype} {(self.n_mels, frames)}"
+            )
         mel = torch.from_numpy(from_storage(stored, entry))
         return make_sample(entry, self.sample_rate, mel=mel)

@@ -16,16 +16,56 @@ from torch.utils.data import Dataset
 
 from loaders.batched import batch_from_rows
 from loaders.per_process import PerProcess
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample, read_folder
+
+
+def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """The ``.npy`` header against what format.json promises (dtype, C order, shape),
+    and the file long enough for that: read from the header only, at open."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            found_shape, fortran, found_dtype = read_header(fh)
+            data_at = fh.tell()
+    except (ValueError, EOFError) as exc:
+        raise FormatError(f"{path}: not a readable .npy file ({exc})") from None
+    if found_dtype != dtype or fortran or tuple(found_shape) != tuple(shape):
+        order = "Fortran" if fortran else "C"
+        raise FormatError(
+            f"{path}: {found_dtype.str} {tuple(found_shape)} in {order} order, "
+            f"format.json promises {dtype.str} {tuple(shape)} in C order"
+        )
+    needed = data_at + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise FormatError(f"{path}: {size} bytes, its header needs {needed} (truncated)")
 
 
 class MemmapDataset(Dataset):
+    """Map-style over the rows; the array's header and the manifest's rows are checked
+    against format.json when the dataset is made."""
+
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder)
+        self.format, self.entries = read_folder(self.folder, "memmap")
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
-        path = self.folder / self.format["file"]
+        path = self.folder / self.format.get("file", "audio.npy")
+        shape = (len(self.entries), self.format.get("segment_samples"))
+        if self.format.get("shape") not in (None, list(shape)):
+            raise FormatError(
+                f"{self.folder / 'format.json'}: shape {self.format['shape']}, but "
+                f"{len(self.entries)} items of {shape[1]} samples"
+            )
+        check_npy(path, np.dtype("<i2"), shape)
+        rows = sorted(e.get("row") for e in self.entries if isinstance(e.get("row"), int))
+        if rows != list(range(len(self.entries))):
+            raise FormatError(f"{self.folder / 'manifest.jsonl'}: rows are not 0..N-1, each once")
         self._array = PerProcess(functools.partial(np.load, path, mmap_mode="r"))
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from loaders.decode import is_audio_name, load_mono, to_int16
+from loaders.decode import DecodeError, is_audio_name, load_mono, to_int16
 from loaders.epoch import SharedEpoch
 from loaders.sample import audio_tensor, check_dtype, make_sample
 from manifests import iter_manifest, resolve_audio_path
@@ -28,6 +28,8 @@ CACHE_MODES = ("none", "process", "shared")
 
 
 def _list_sources(src: Path) -> list[dict]:
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such folder or manifest")
     if src.is_file():
         return [
             {**e, "path": str(resolve_audio_path(src, e)), "key": e.get("key", e["audio_filepath"])}
@@ -77,7 +79,11 @@ class OnTheFlyDataset(SharedEpoch, Dataset):
 
     def _decode(self, index: int) -> np.ndarray:
         self.decodes += 1
-        return to_int16(load_mono(self.entries[index]["path"], self.sample_rate))
+        path = self.entries[index]["path"]
+        try:
+            return to_int16(load_mono(path, self.sample_rate))
+        except DecodeError as exc:  # its message says why, not which file
+            raise DecodeError(f"{path}: {exc}") from None
 
     def samples(self, index: int) -> np.ndarray:
         """The whole file as int16 at ``sample_rate``, from the cache when it is there."""

@@ -3,12 +3,11 @@ right dataset from its ``format.json`` / ``manifest.jsonl``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch.utils.data import Dataset, IterableDataset
 
-from loaders.sample import read_folder
+from loaders.sample import FormatError, parse_format, read_folder
 from manifests import is_url
 
 
@@ -17,7 +16,9 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
 
     A ``prep shard`` format folder opens as its reader; a ``prep convert`` folder as
     :class:`~loaders.converted.ConvertedDataset`; a folder of original audio, or a
-    manifest of it, as :class:`~loaders.onthefly.OnTheFlyDataset`.
+    manifest of it, as :class:`~loaders.onthefly.OnTheFlyDataset`. A path that does not
+    exist, or a folder holding none of these, is a :class:`FileNotFoundError`; a
+    ``format.json`` that is not a JSON object a :class:`~loaders.sample.FormatError`.
     """
     if is_url(path):  # object storage: streamed shards only
         fmt, _ = read_folder(path)
@@ -27,9 +28,11 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
 
         return WebDatasetShards(path, **options)
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such folder or manifest")
     fmt_file = path / "format.json"
     if fmt_file.exists():
-        name = json.loads(fmt_file.read_text(encoding="utf-8"))["format"]
+        name = parse_format(fmt_file.read_bytes(), fmt_file).get("format")
         if name == "segments":
             from loaders.segments import SegmentsDataset as cls
         elif name == "mel":
@@ -41,7 +44,7 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
         elif name == "memmap":
             from loaders.memmap import MemmapDataset as cls
         else:
-            raise ValueError(f"{fmt_file}: unknown format {name!r}")
+            raise FormatError(f"{fmt_file}: unknown format {name!r}")
         return cls(path, **options)
     if (path / "manifest.jsonl").exists():
         from loaders.converted import ConvertedDataset
@@ -49,4 +52,7 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
         return ConvertedDataset(path, **options)
     from loaders.onthefly import OnTheFlyDataset
 
-    return OnTheFlyDataset(path, **options)
+    dataset = OnTheFlyDataset(path, **options)
+    if path.is_dir() and not len(dataset):
+        raise FileNotFoundError(f"{path}: no audio, format.json or manifest.jsonl in it")
+    return dataset

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from loaders.decode import INT16_SCALE
@@ -53,18 +54,117 @@ def make_sample(entry: Entry, sample_rate: int, **tensors: torch.Tensor) -> dict
     return sample
 
 
-def read_folder(folder: str | Path) -> tuple[dict, list[Entry]]:
-    """A prep folder's ``format.json`` (empty for a ``prep convert`` folder) and manifest."""
+def read_pcm16(
+    path,
+    name: str | Path,
+    sample_rate: int,
+    frames: int | None = None,
+    start: int = 0,
+    count: int = -1,
+) -> np.ndarray:
+    """int16 samples from a 16-bit mono WAV/FLAC (``path``: a path or a file object), after
+    checking its header against what the folder promises: the rate, mono, 16-bit, and
+    ``frames`` when known. The header is read anyway, so the checks cost nothing."""
+    try:
+        with sf.SoundFile(path) as f:
+            if f.samplerate != sample_rate or f.channels != 1:
+                raise FormatError(
+                    f"{name}: {f.samplerate} Hz {f.channels} ch, expected {sample_rate} Hz mono"
+                )
+            if f.subtype != "PCM_16":
+                raise FormatError(f"{name}: {f.subtype} samples, expected PCM_16")
+            if frames is not None and f.frames != frames:
+                raise FormatError(f"{name}: {f.frames} samples, the manifest says {frames}")
+            if start:
+                f.seek(start)
+            return f.read(count, dtype="int16")
+    except sf.LibsndfileError as exc:
+        raise FormatError(f"{name}: cannot read it ({exc.error_string})") from None
+
+
+def stored_samples(fmt: dict, entry: Entry) -> int:
+    """Samples an item holds in a shard folder: the segment length when every item was
+    padded or cut to it, else its own ``num_samples``."""
+    if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
+        return int(fmt["segment_samples"])
+    return int(entry["num_samples"])
+
+
+FORMAT_VERSIONS = (1,)
+"""The ``format.json`` versions these readers understand (what ``prep shard`` writes)."""
+
+
+class FormatError(ValueError):
+    """A folder whose files do not hold what its ``format.json`` or manifest promise."""
+
+
+def parse_format(text: str | bytes, name: str | Path) -> dict:
+    """``format.json``'s text as a dict, or one :class:`FormatError` line naming it."""
+    try:
+        fmt = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(fmt, dict):
+        raise FormatError(f"{name}: not a JSON object")
+    return fmt
+
+
+def check_format(fmt: dict, name: str | Path, kind: str, entries: list[Entry]) -> None:
+    """What every reader checks at open: the format's name, version and sample rate, and
+    that the manifest holds the items, at the rate, that ``format.json`` says."""
+    if fmt.get("format") != kind:
+        raise FormatError(f"{name}: format {fmt.get('format')!r}, expected {kind!r}")
+    if fmt.get("version") not in FORMAT_VERSIONS:
+        raise FormatError(
+            f"{name}: version {fmt.get('version')!r}; this reader reads version "
+            + ", ".join(map(str, FORMAT_VERSIONS))
+        )
+    rate = fmt.get("sample_rate")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+        raise FormatError(f"{name}: sample_rate {rate!r} is not a positive integer")
+    params = fmt.get("params")
+    for field, value in params.items() if isinstance(params, dict) else ():
+        if field in fmt and fmt[field] != value:  # the run's record of its own settings
+            raise FormatError(f"{name}: {field} {fmt[field]!r}, but params say {value!r}")
+    if fmt.get("num_items") != len(entries):
+        raise FormatError(
+            f"{name}: says {fmt.get('num_items')!r} items, its manifest.jsonl has {len(entries)}"
+        )
+    for entry in entries:
+        if entry.get("sample_rate", rate) != rate:
+            raise FormatError(
+                f"{name}: sample_rate {rate}, but manifest.jsonl has {entry.get('key')!r} "
+                f"at {entry['sample_rate']}"
+            )
+
+
+def read_folder(folder: str | Path, kind: str | None = None) -> tuple[dict, list[Entry]]:
+    """A prep folder's ``format.json`` and manifest; with ``kind``, the format.json must
+    exist and pass :func:`check_format` (without, it is empty for a ``prep convert``
+    folder)."""
     if is_url(folder):
         import fsspec  # only for object storage
 
         base = folder.rstrip("/")
         with fsspec.open(f"{base}/format.json", "rb") as fh:
-            fmt = json.loads(fh.read())
+            fmt = parse_format(fh.read(), f"{base}/format.json")
         with fsspec.open(f"{base}/manifest.jsonl", "rb") as fh:
             lines = fh.read().decode("utf-8").splitlines()
-        return fmt, list(parse_manifest_lines(lines, f"{base}/manifest.jsonl"))
-    folder = Path(folder)
-    fmt_path = folder / "format.json"
-    fmt = json.loads(fmt_path.read_text(encoding="utf-8")) if fmt_path.exists() else {}
-    return fmt, list(iter_manifest(folder / "manifest.jsonl"))
+        entries = list(parse_manifest_lines(lines, f"{base}/manifest.jsonl"))
+        fmt_name: str | Path = f"{base}/format.json"
+    else:
+        folder = Path(folder)
+        fmt_name = folder / "format.json"
+        if fmt_name.exists():
+            fmt = parse_format(fmt_name.read_bytes(), fmt_name)
+        elif kind is not None:
+            raise FormatError(f"{fmt_name}: missing (not a finished prep shard folder)")
+        else:
+            fmt = {}
+        manifest = folder / "manifest.jsonl"
+        if not manifest.exists():
+            raise FormatError(f"{manifest}: missing")
+        entries = list(iter_manifest(manifest))
+    if kind is not None:
+        check_format(fmt, fmt_name, kind, entries)
+    return fmt, entries

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import soundfile as sf
 from torch.utils.data import Dataset
 
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import (
+    audio_tensor,
+    check_dtype,
+    make_sample,
+    read_folder,
+    read_pcm16,
+    stored_samples,
+)
 
 
 class SegmentsDataset(Dataset):
-    """Map-style: item i is the WAV the manifest's line i names."""
+    """Map-style: item i is the WAV the manifest's line i names. Each WAV's header is
+    checked (rate, mono, 16-bit, length) when it is read."""
 
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder)
+        self.format, self.entries = read_folder(self.folder, "segments")
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
 
@@ -24,5 +31,7 @@ class SegmentsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         entry = self.entries[index]
-        samples, _ = sf.read(self.folder / entry["audio_filepath"], dtype="int16")
+        path = self.folder / entry["audio_filepath"]
+        frames = stored_samples(self.format, entry)
+        samples = read_pcm16(path, path, self.sample_rate, frames)
         return make_sample(entry, self.sample_rate, audio=audio_tensor(samples, self.dtype))

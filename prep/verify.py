@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from manifests import Entry, ManifestError, iter_manifest
-from prep.sources import SourceError
+from prep.sources import SourceError, source_root
 from prep.writers.files import file_digest
 
 
@@ -53,6 +54,8 @@ def verify(
     report = VerifyReport()
     if not path.is_dir():
         raise SourceError(f"{path}: no such folder")
+    if sources is not None and not Path(sources).exists():
+        raise SourceError(f"{sources}: no such folder or manifest")
     formats = sorted(p.parent for p in path.glob("*/format.json")) + sorted(
         p.parent for p in path.glob("*/.params.json") if not (p.parent / "format.json").exists()
     )
@@ -65,7 +68,8 @@ def verify(
         if sources is not None:
             _verify_shard_inputs(formats, Path(sources), report)
     elif (path / "manifest.jsonl").exists():
-        _verify_converted(path, None if sources is None else Path(sources), report)
+        root = None if sources is None else source_root(Path(sources))  # SRC or its manifest's
+        _verify_converted(path, root, report)
     else:
         raise SourceError(f"{path}: no manifest.jsonl or format.json: not written by prep")
     return report
@@ -73,12 +77,39 @@ def verify(
 
 def _entries(manifest: Path, report: VerifyReport, label: str) -> list[Entry]:
     try:
-        return list(iter_manifest(manifest))
+        entries = list(iter_manifest(manifest))
     except FileNotFoundError:
         report.problems.append(f"{label}: manifest.jsonl is missing")
     except ManifestError as exc:
         report.problems.append(f"{label}: {exc}")
+    else:
+        report.problems += _check_entries(entries, label)
+        return entries
     return []
+
+
+def _check_entries(entries: list[Entry], label: str) -> Iterator[str]:
+    """What a loader would trust: each key once (else items repeat in every epoch), and
+    lengths that are positive integers."""
+    counts = Counter(e.get("key", e.get("audio_filepath")) for e in entries)
+    for key, n in counts.items():
+        if n > 1:
+            yield f"{label}: key {key!r} appears {n} times"
+    for line, entry in enumerate(entries, 1):
+        n = entry.get("num_samples")
+        if "num_samples" in entry and (not isinstance(n, int) or isinstance(n, bool) or n <= 0):
+            yield f"{label}:{line}: num_samples {n!r} is not a positive integer"
+
+
+def _load_format(fmt_file: Path, label: str) -> tuple[dict | None, str | None]:
+    """``format.json`` as a dict, or the one-line problem that it is not one."""
+    try:
+        fmt = json.loads(fmt_file.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"{label}: not valid JSON ({exc})"
+    if not isinstance(fmt, dict):
+        return None, f"{label}: not a JSON object"
+    return fmt, None
 
 
 def _check_file(path: Path, label: str, size: int | None, sha256: str | None) -> Iterator[str]:
@@ -108,16 +139,47 @@ def _check_wav(path: Path, label: str, frames: int, sample_rate: int) -> Iterato
 
 def _verify_converted(folder: Path, sources: Path | None, report: VerifyReport) -> None:
     entries = _entries(folder / "manifest.jsonl", report, "manifest.jsonl")
+    checked: set[str] = set()  # a file with several utterance entries is read once
     for entry in entries:
         rel = entry.get("audio_filepath", "?")
+        report.problems += _check_span(rel, entry)
+        if rel in checked:
+            continue
+        checked.add(rel)
         path = folder / rel
         problems = list(_check_file(path, rel, entry.get("file_size"), entry.get("sha256")))
-        if not problems and "num_samples" in entry:
-            problems += _check_wav(path, rel, entry["num_samples"], entry.get("sample_rate", 0))
+        frames = entry.get("file_num_samples", entry.get("num_samples"))
+        if not problems and frames is not None:
+            problems += _check_wav(path, rel, frames, entry.get("sample_rate", 0))
         report.problems += problems
         if sources is not None and "source" in entry:
             report.problems += _check_source(sources, entry)
+    report.problems += _unlisted_outputs(folder, checked)
     report.checked[""] = len(entries)
+
+
+def _check_span(rel: str, entry: Entry) -> Iterator[str]:
+    """An utterance entry's span lies inside its file."""
+    if "file_num_samples" not in entry:
+        return
+    try:
+        start = round(float(entry["offset"]) * int(entry["sample_rate"]))
+        end = start + int(entry["num_samples"])
+        inside = 0 <= start < end <= int(entry["file_num_samples"])
+    except (KeyError, TypeError, ValueError):
+        inside = False
+    if not inside:
+        yield f"{rel}: offset/num_samples of an utterance lie outside the file"
+
+
+def _unlisted_outputs(folder: Path, listed: set[str]) -> Iterator[str]:
+    """Converted files no manifest entry names (two runs into one OUT, a lost manifest
+    line): data a loader would never see."""
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in (".wav", ".flac") and path.is_file():
+            rel = path.relative_to(folder).as_posix()
+            if rel not in listed and not path.name.startswith("."):
+                yield f"{rel}: not listed in manifest.jsonl"
 
 
 def _check_source(root: Path, entry: Entry) -> Iterator[str]:
@@ -147,10 +209,9 @@ def _verify_format(folder: Path, name: str, report: VerifyReport) -> None:
     if not fmt_file.exists():
         report.problems.append(f"{name}: incomplete (an interrupted prep shard); run it again")
         return
-    try:
-        fmt = json.loads(fmt_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        report.problems.append(f"{name}/format.json: unreadable ({exc})")
+    fmt, problem = _load_format(fmt_file, f"{name}/format.json")
+    if fmt is None:
+        report.problems.append(problem)
         return
     entries = _entries(folder / "manifest.jsonl", report, f"{name}/manifest.jsonl")
     report.checked[name] = len(entries)
@@ -205,11 +266,30 @@ def _check_mels(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Ite
         yield from problems
 
 
+_MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # KEY.ext, as webdataset groups them
+
+
+def _shard_counts(fmt: dict) -> list | None:
+    """Items per shard as format.json records them (``shard_items``; derived in one
+    written before that field)."""
+    shards = fmt.get("shards", [])
+    if "shard_items" in fmt:
+        return fmt["shard_items"]
+    if shards and "samples_per_shard" in fmt:
+        return [fmt["samples_per_shard"]] * (len(shards) - 1) + [fmt.get("last_shard_samples")]
+    return None
+
+
 def _check_shards(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
     wanted: dict[str, set[str]] = {}
     for entry in entries:
         wanted.setdefault(entry["shard"], set()).add(entry["member"])
-    for shard in fmt.get("shards", []):
+    shards = fmt.get("shards", [])
+    counts = _shard_counts(fmt)
+    if counts is not None and (len(counts) != len(shards) or sum(counts) != len(entries)):
+        yield f"{name}/format.json: shard item counts {counts} do not add up to its shards"
+        counts = None
+    for index, shard in enumerate(shards):
         label = f"{name}/{shard}"
         try:
             with tarfile.open(folder / shard) as tar:
@@ -219,6 +299,11 @@ def _check_shards(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> I
         except (tarfile.TarError, OSError, EOFError) as exc:
             yield f"{label}: not a readable tar ({exc})"
             continue
+        keys = {m.group(1) for m in map(_MEMBER.match, members) if m}
+        if counts is not None and len(keys) != counts[index]:
+            yield f"{label}: {len(keys)} items, format.json says {counts[index]}"
+        elif len(keys) != len(wanted.get(shard, ())):
+            yield f"{label}: {len(keys)} items, the manifest lists {len(wanted.get(shard, ()))}"
         missing = wanted.get(shard, set()) - members
         if missing:
             yield f"{label}: {len(missing)} members missing, e.g. {sorted(missing)[0]}"
@@ -277,8 +362,10 @@ def _verify_shard_inputs(formats: list[Path], src: Path, report: VerifyReport) -
         fmt_file = folder / "format.json"
         if not fmt_file.exists():
             continue
-        recorded = json.loads(fmt_file.read_text(encoding="utf-8")).get("input")
-        if recorded != fingerprint:
+        fmt, _ = _load_format(fmt_file, folder.name)
+        if fmt is None:
+            continue  # reported with the format
+        if fmt.get("input") != fingerprint:
             report.problems.append(
                 f"{folder.name}: made from other inputs than {src} holds now "
                 "(a file was added, removed or changed)"

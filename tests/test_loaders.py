@@ -232,11 +232,14 @@ def test_webdataset_sample_contract(data):
 
 def test_webdataset_ranks_get_equal_counts_even_with_uneven_shards(data, tmp_path):
     out = _webdataset_shards(data, tmp_path / "uneven", shard_size=5)
-    counts = []
+    counts, keys = [], Counter()
     for rank in range(3):
-        dataset = WebDatasetShards(out / "webdataset", rank=rank, world_size=3)
-        counts.append(sum(1 for _ in DataLoader(dataset, batch_size=None, num_workers=2)))
-    assert counts[0] == counts[1] == counts[2] == data["items"] // 3
+        with pytest.warns(UserWarning, match=f"{-data['items'] % 3} are read twice"):
+            dataset = WebDatasetShards(out / "webdataset", rank=rank, world_size=3)
+        loader = DataLoader(dataset, batch_size=None, num_workers=2)
+        counts.append(sum(1 for s in loader if not keys.update([s["key"]])))
+    assert counts[0] == counts[1] == counts[2] == -(-data["items"] // 3)
+    assert set(keys) == set(_written(data)) and keys.total() == 3 * counts[0]
 
 
 def test_webdataset_same_seed_same_order(data):

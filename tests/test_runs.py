@@ -70,6 +70,13 @@ def test_convert_keeps_one_entry_per_utterance_line(src, out):
             assert np.array_equal(np.round(item["audio"].numpy() * 32768), expected)
             assert item["text"] == entry["text"]
 
+    # verify reads each file once, checks each span, and names a file no entry lists.
+    assert run_prep("verify", str(out)).returncode == 0
+    shutil.copy(out / "short.wav", out / "stray.wav")
+    proc = run_prep("verify", str(out))
+    assert proc.returncode == 1 and "stray.wav: not listed in manifest.jsonl" in proc.stdout
+    (out / "stray.wav").unlink()
+
     # A rerun skips the work and writes the same manifest.
     before = (out / "manifest.jsonl").read_bytes()
     rerun = run_prep("convert", str(manifest), str(out), check=True)

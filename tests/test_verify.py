@@ -138,3 +138,65 @@ def test_an_interrupted_format_and_a_foreign_folder(copy, tmp_path):
         result.stderr.strip()
         == f"error: {tmp_path / 'empty'}: no manifest.jsonl or format.json: not written by prep"
     )
+
+
+def _rewrite_manifest(path, change) -> None:
+    entries = read_manifest(path)
+    change(entries)
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+
+
+def test_duplicate_keys_and_bad_lengths_in_a_manifest_are_named(copy):
+    def damage(entries):
+        entries[1]["key"] = entries[0]["key"]
+        entries[2]["num_samples"] = 0
+        entries[3]["num_samples"] = -5
+
+    _rewrite_manifest(copy / "sh" / "memmap" / "manifest.jsonl", damage)
+    problems = verify(copy / "sh" / "memmap").problems
+    key = read_manifest(copy / "sh" / "memmap" / "manifest.jsonl")[0]["key"]
+    assert f"memmap/manifest.jsonl: key {key!r} appears 2 times" in problems
+    assert any("manifest.jsonl:3: num_samples 0 is not a positive" in p for p in problems)
+    assert any("manifest.jsonl:4: num_samples -5 is not a positive" in p for p in problems)
+
+
+@pytest.mark.parametrize("text", ["[1]", "not json {", ""])
+def test_a_format_json_that_is_not_an_object_is_one_line(copy, text):
+    (copy / "sh" / "hdf5" / "format.json").write_text(text)
+    result = run_prep("verify", str(copy / "sh"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert [p for p in result.stdout.splitlines() if p.startswith("hdf5")] == [
+        p for p in result.stdout.splitlines() if "hdf5/format.json: not" in p
+    ]
+    assert len([p for p in result.stdout.splitlines() if p.startswith("hdf5")]) == 1
+    result = run_prep("verify", str(copy / "sh"), "--sources", str(copy / "conv"))
+    assert "Traceback" not in result.stderr and result.returncode == 1
+
+
+def test_item_counts_per_shard_are_held_to_format_json(copy):
+    import tarfile
+
+    folder = copy / "sh" / "webdataset"
+    fmt = json.loads((folder / "format.json").read_text())
+    first = folder / fmt["shards"][0]
+    with tarfile.open(first) as tar:
+        members = tar.getmembers()
+    keys = [m.name.split(".")[0] for m in members]
+    with open(first, "r+b") as fh:  # cut at the start of the shard's last item
+        fh.truncate(members[keys.index(keys[-1])].offset)
+    fmt["files"].pop(fmt["shards"][0])  # as if the file record were lost too
+    (folder / "format.json").write_text(json.dumps(fmt))
+    problems = verify(folder).problems
+    assert f"webdataset/{fmt['shards'][0]}: 2 items, format.json says 3" in problems
+
+
+def test_sources_may_be_the_manifest_the_set_was_made_from(copy):
+    manifest = copy / "src" / "list.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({"audio_filepath": f"a{i}.ogg"}) + "\n" for i in range(4))
+    )
+    assert convert(manifest, copy / "conv2", ConvertOptions(jobs=1)).failed == 0
+    assert verify(copy / "conv2", sources=manifest).ok
+    result = run_prep("verify", str(copy / "conv"), "--sources", str(copy / "nowhere"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "nowhere: no such folder or manifest" in result.stderr

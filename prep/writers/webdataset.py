@@ -4,8 +4,9 @@ Members per item: ``KEY.wav`` (or ``KEY.flac``), ``KEY.json`` (its metadata), ``
 when the set has transcripts (empty for an item without one: Hugging Face ``datasets``
 wants every sample to have the same members), ``KEY.mel.npy`` with mel. Items are
 shuffled across shards with the seed, so a shard is not one source; every shard holds
-the same number of items but the last. Tar headers carry a fixed mtime and owner, so
-shards are byte-for-byte repeatable.
+the same number of items but the last (``shard_items`` in format.json lists each shard's
+count, which the reader and ``prep verify`` hold the shards to). Tar headers carry a
+fixed mtime and owner, so shards are byte-for-byte repeatable.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def write_all(folder: Path | str, items: list, rows, options) -> tuple[list[dict
         "num_shards": num_shards,
         "samples_per_shard": per_shard,
         "last_shard_samples": last,
+        "shard_items": [min(per_shard, len(items) - s * per_shard) for s in range(num_shards)],
         "shards": [shard_name(s) for s in range(num_shards)],
         "files": files,
         "summary": f"{num_shards} shards of {per_shard} samples (last {last}), {len(items)} in all",
