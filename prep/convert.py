@@ -380,6 +380,7 @@ def _line_entries(
     sr = options.sample_rate
     file_samples = file_entry.get("file_num_samples", file_entry["num_samples"])
     entries, errors, skipped = [], [], []
+    first_line_of: dict[Span | None, int] = {}
     for line in source.utterances:
         where = {"source": source.rel, "line": line.line}
         try:
@@ -387,6 +388,11 @@ def _line_entries(
         except SpanError as exc:
             errors.append({**where, "reason": f"manifest line {line.line}: {exc}"})
             continue
+        if span in first_line_of:
+            reason = f"manifest line {line.line} names the audio of line {first_line_of[span]}"
+            errors.append({**where, "reason": reason})
+            continue
+        first_line_of[span] = line.line
         if span is None and len(source.utterances) == 1 and "file_num_samples" not in file_entry:
             return [file_entry], [], []  # one line naming the whole file: the file's entry
         entry = _line_entry(file_entry, line.fields, span, sr)

@@ -91,7 +91,7 @@ def _entries(manifest: Path, report: VerifyReport, label: str) -> list[Entry]:
 def _check_entries(entries: list[Entry], label: str) -> Iterator[str]:
     """What a loader would trust: each key once (else items repeat in every epoch), and
     lengths that are positive integers."""
-    counts = Counter(e.get("key", e.get("audio_filepath")) for e in entries)
+    counts = Counter(_item_key(e) for e in entries)
     for key, n in counts.items():
         if n > 1:
             yield f"{label}: key {key!r} appears {n} times"
@@ -99,6 +99,15 @@ def _check_entries(entries: list[Entry], label: str) -> Iterator[str]:
         n = entry.get("num_samples")
         if "num_samples" in entry and (not isinstance(n, int) or isinstance(n, bool) or n <= 0):
             yield f"{label}:{line}: num_samples {n!r} is not a positive integer"
+
+
+def _item_key(entry: Entry) -> object:
+    """What names an item: its key, else its file, and for an utterance its span too."""
+    if "key" in entry:
+        return entry["key"]
+    if "file_num_samples" in entry:
+        return f"{entry.get('audio_filepath')}@{entry.get('offset')}+{entry.get('num_samples')}"
+    return entry.get("audio_filepath")
 
 
 def _load_format(fmt_file: Path, label: str) -> tuple[dict | None, str | None]:

@@ -89,13 +89,15 @@ def test_a_line_outside_its_file_is_an_error_and_the_others_still_count(src, out
         {"audio_filepath": "long.wav", "offset": 11.0, "duration": 5.0, "text": "past the end"},
         {"audio_filepath": "long.wav", "offset": -1.0, "duration": 1.0, "text": "negative"},
         {"audio_filepath": "long.wav", "offset": 1.0, "duration": "x", "text": "not a number"},
+        {"audio_filepath": "long.wav", "offset": 4.0, "duration": 3.0, "text": "repeat of two"},
     ]
     manifest = _utterance_manifest(src, bad)
     proc = run_prep("convert", str(manifest), str(out))
     assert proc.returncode == 1, proc.stderr
     errors = _jsonl(out / "errors.jsonl")
-    assert [e["line"] for e in errors] == [5, 6, 7]
+    assert [e["line"] for e in errors] == [5, 6, 7, 8]
     assert "ends after the file" in errors[0]["reason"]
+    assert "names the audio of line 2" in errors[3]["reason"]
     assert len(_jsonl(out / "manifest.jsonl")) == 4
     assert "Traceback" not in proc.stderr
 
