@@ -14,6 +14,7 @@ from moto.server import ThreadedMotoServer
 from loaders import open_dataset
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert
+from prep.runlock import LOCK_NAME
 from prep.shard import ShardOptions, shard
 
 AWS_ENV = {
@@ -56,7 +57,12 @@ def _objects(fs, prefix):
 
 
 def _files(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """A local OUT's files, less the run lock (object storage has none)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def test_convert_from_s3_to_s3_gives_the_local_bytes(s3, tmp_path):
