@@ -31,7 +31,7 @@ from prep import storage
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
-from prep.sources import SourceError, discover, is_manifest, source_size
+from prep.sources import Source, SourceError, discover, is_manifest, source_size
 from prep.storage import local_or_url
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
 from prep.writers.files import fingerprint_files
@@ -130,6 +130,8 @@ class ShardSource:
     path: Path
     source: str
     fields: dict
+    problem: str | None = None
+    """Why the folder walk could not use it (prep.sources): an error line, never decoded."""
 
 
 def read_inputs(src: Path | str) -> list[ShardSource]:
@@ -137,7 +139,7 @@ def read_inputs(src: Path | str) -> list[ShardSource]:
     if is_url(src):
         entries = storage.read_manifest_url(storage.join(src, "manifest.jsonl"))
         if not entries:
-            return [ShardSource(s.path, s.rel, s.fields) for s in discover(src)]
+            return [_walked(s) for s in discover(src)]
         return sorted(
             (
                 ShardSource(
@@ -151,7 +153,7 @@ def read_inputs(src: Path | str) -> list[ShardSource]:
         )
     manifest = src / "manifest.jsonl" if src.is_dir() else src
     if src.is_dir() and not manifest.exists():
-        return [ShardSource(s.path, s.rel, {}) for s in discover(src)]
+        return [_walked(s) for s in discover(src)]
     if not manifest.exists() or not (src.is_dir() or is_manifest(src)):
         raise SourceError(f"{src}: no such folder or .jsonl manifest")
     sources = []
@@ -162,6 +164,11 @@ def read_inputs(src: Path | str) -> list[ShardSource]:
         fields = {k: entry[k] for k in ("text", "label") if k in entry}
         sources.append(ShardSource(path, entry.get("source", entry["audio_filepath"]), fields))
     return sorted(sources, key=lambda s: s.source)
+
+
+def _walked(source: Source) -> ShardSource:
+    problem = source.problem.reason if source.problem is not None else None
+    return ShardSource(source.path, source.rel, source.fields, problem)
 
 
 def input_fingerprint(sources: list[ShardSource]) -> str:
@@ -241,6 +248,9 @@ def _shard_batch(
     sr = options.sample_rate
     with quiet_native_stderr():
         for src in sources:
+            if src.problem is not None:
+                errors.append({"source": src.source, "reason": src.problem})
+                continue
             try:
                 samples = load_int16(src.path, sr)
             except DecodeError as exc:

@@ -55,6 +55,9 @@ def collect_stats(path: str | os.PathLike[str], bins: int = 20) -> dict:
     elif path.is_dir():
         with quiet_native_stderr():
             for source in discover(path):
+                if source.problem is not None:
+                    errors += 1
+                    continue
                 try:
                     with open_audio(source.path) as reader:
                         info = reader.info
