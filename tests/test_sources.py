@@ -229,3 +229,15 @@ def test_discover_walks_a_deep_tree(tmp_path):
     make_file(deep / "bottom.wav")
     (source,) = discover(folder)
     assert source.rel.endswith("d/bottom.wav") and source.problem is None
+
+
+def test_stats_counts_manifest_durations_it_cannot_use_instead_of_crashing(tmp_path):
+    durations = ["2.0", "-1", "1e999", "NaN", '"long"', "true"]
+    raw = [f'{{"audio_filepath": "{i}.wav", "duration": {d}}}' for i, d in enumerate(durations)]
+    (tmp_path / "m.jsonl").write_text("\n".join(raw) + "\n")
+    proc = run_prep("stats", str(tmp_path / "m.jsonl"), "--json", timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert (stats["items"], stats["hours"], stats["invalid_entries"]) == (1, 2.0 / 3600, 5)
+    text = run_prep("stats", str(tmp_path / "m.jsonl"), timeout=TIMEOUT)
+    assert "invalid      5 entries" in text.stdout and "Traceback" not in text.stderr
