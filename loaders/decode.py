@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
+import math
 import os
+import stat
 import sys
 import threading
 from collections.abc import Generator, Iterable, Iterator
@@ -58,6 +61,37 @@ class DecodeError(Exception):
     """A file that cannot be decoded completely; the message is one readable line."""
 
 
+class CannotOpenError(DecodeError):
+    """One decoder refuses the file's format: ``--decoder auto`` tries the next one."""
+
+
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+"""Input rates outside this range are broken headers (a 1 Hz WAV makes 100 s of output
+from 244 bytes), not audio."""
+MAX_CHANNELS = 255
+"""Opus's limit; more is a broken header (and 65,535 channels would need 17 GB a block)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception from inside a decoding library as one line: its type and message."""
+    text = " ".join(str(exc).split()).rstrip(".")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _all_finite(block: np.ndarray) -> bool:
+    """Whether a float block holds no NaN or infinity: one sum (NaN and inf survive it),
+    and an exact check only when the sum is not finite."""
+    return math.isfinite(float(block.sum())) or bool(np.isfinite(block).all())
+
+
+def _not_finite(block: np.ndarray, decoded: int, sample_rate: int) -> DecodeError:
+    """The error for a block that failed :func:`_all_finite`, at its first bad sample."""
+    bad = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+    seconds = (decoded + int(bad[0])) / sample_rate
+    return DecodeError(f"NaN or infinite samples (at {seconds:.2f} s): a broken float file")
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """What a decoder announces about a file before decoding it."""
@@ -72,6 +106,17 @@ class AudioInfo:
     @property
     def duration(self) -> float | None:
         return None if self.frames is None else self.frames / self.sample_rate
+
+    def check(self) -> AudioInfo:
+        """Refuse header values no audio has; return the info itself."""
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise DecodeError(
+                f"a sample rate of {self.sample_rate} Hz in its header "
+                f"(audio is {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
+            )
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise DecodeError(f"{self.channels} channels in its header (1-{MAX_CHANNELS})")
+        return self
 
 
 AudioInput = str | os.PathLike[str] | bytes
@@ -92,6 +137,31 @@ def _ogg_has_end_of_stream(path: AudioInput) -> bool:
     return pos >= 0 and pos + 5 < len(tail) and bool(tail[pos + 5] & 0x04)
 
 
+def wav_missing_bytes(path: AudioInput) -> int:
+    """How many bytes of its data chunk a RIFF WAV lacks (0 when whole, or when the header
+    does not know the length: 0 and 0xFFFFFFFF are what streaming writers leave there).
+
+    libsndfile shortens such a chunk to the bytes present without a word, so a WAV cut
+    in a copy would convert to a shorter file as if nothing were wrong.
+    """
+    if isinstance(path, bytes):
+        head, size = path[:4096], len(path)
+    else:
+        with open(path, "rb") as fh:
+            head, size = fh.read(4096), os.fstat(fh.fileno()).st_size
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, length = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"data":
+            if length in (0, 0xFFFFFFFF):
+                return 0
+            return max(0, pos + 8 + length - size)
+        pos += 8 + length + (length & 1)
+    return 0
+
+
 EXACT_SEEK_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC"})
 """libsndfile containers whose header states the exact length and whose seeks land on the
 sample, so a file can be decoded as independent ranges (mp3 and Ogg seeks are not)..."""
@@ -110,20 +180,35 @@ class SoundfileReader:
         try:
             self._file = sf.SoundFile(io.BytesIO(path) if isinstance(path, bytes) else path)
         except sf.LibsndfileError as exc:
-            raise DecodeError(f"libsndfile cannot open it ({_libsndfile_reason(exc)})") from None
+            raise CannotOpenError(
+                f"libsndfile cannot open it ({_libsndfile_reason(exc)})"
+            ) from None
+        except Exception as exc:  # anything else from inside soundfile: still one line
+            raise CannotOpenError(f"libsndfile cannot open it ({_one_line(exc)})") from None
         fmt = self._file.format
         frames = self._file.frames
-        self.info = AudioInfo(
-            sample_rate=self._file.samplerate,
-            channels=self._file.channels,
-            frames=frames,
-            format=f"{fmt}/{self._file.subtype}",
-            decoder="soundfile",
-            decoder_version=f"libsndfile {sf.__libsndfile_version__}",
-        )
-        if fmt == "OGG" and not _ogg_has_end_of_stream(path):
+        self._float = self._file.subtype in ("FLOAT", "DOUBLE")
+        """Only float samples can be NaN: integer sources are not checked."""
+        try:
+            self.info = AudioInfo(
+                sample_rate=self._file.samplerate,
+                channels=self._file.channels,
+                frames=frames,
+                format=f"{fmt}/{self._file.subtype}",
+                decoder="soundfile",
+                decoder_version=f"libsndfile {sf.__libsndfile_version__}",
+            ).check()
+            if fmt == "OGG" and not _ogg_has_end_of_stream(path):
+                raise DecodeError("truncated Ogg stream (no end-of-stream page)")
+            if fmt in ("WAV", "WAVEX") and (missing := wav_missing_bytes(path)):
+                raise DecodeError(
+                    f"truncated: {missing} bytes of the data its header announces are missing"
+                )
+        except BaseException:
             self.close()
-            raise DecodeError("truncated Ogg stream (no end-of-stream page)")
+            raise
+        self.empty = not frames
+        """Its header announces no audio: ``--decoder auto`` asks the next decoder."""
 
     def _read_sequential(self, frames: int) -> np.ndarray:
         """Read the next ``frames`` with ``sf_readf_float`` and no seek around it.
@@ -157,8 +242,10 @@ class SoundfileReader:
         """
         try:
             self._file.seek(start)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            reason = _libsndfile_reason(exc) if isinstance(exc, sf.LibsndfileError) else exc
+        except Exception as exc:
+            reason = (
+                _libsndfile_reason(exc) if isinstance(exc, sf.LibsndfileError) else _one_line(exc)
+            )
             raise DecodeError(
                 f"cannot seek to {start / self.info.sample_rate:.2f} s ({reason})"
             ) from None
@@ -175,13 +262,15 @@ class SoundfileReader:
             want = frames if stop is None else min(frames, stop - decoded)
             try:
                 block = self._read_sequential(want)
-            except DecodeError as exc:
+            except Exception as exc:
+                reason = str(exc).rstrip(".") if isinstance(exc, DecodeError) else _one_line(exc)
                 raise DecodeError(
-                    f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
-                    f"({str(exc).rstrip('.')})"
+                    f"decoding failed after {decoded / self.info.sample_rate:.2f} s ({reason})"
                 ) from None
             if not len(block):
                 break
+            if self._float and not _all_finite(block):
+                raise _not_finite(block, decoded, self.info.sample_rate)
             decoded += len(block)
             yield block
         return decoded
@@ -204,23 +293,38 @@ class FfmpegReader:
         try:
             self._stream = FfmpegStream(path)
         except FfmpegError as exc:
-            raise DecodeError(f"ffmpeg cannot decode it ({exc})") from None
+            raise CannotOpenError(f"ffmpeg cannot decode it ({exc})") from None
         except OSError as exc:
-            raise DecodeError(f"ffmpeg could not be run ({exc.strerror})") from None
-        self.info = AudioInfo(
-            sample_rate=self._stream.sample_rate,
-            channels=self._stream.channels,
-            frames=None,
-            format="ffmpeg",
-            decoder="ffmpeg",
-            decoder_version=f"ffmpeg {ffmpeg_version()}",
-        )
+            raise CannotOpenError(f"ffmpeg could not be run ({exc.strerror})") from None
+        except Exception as exc:
+            raise CannotOpenError(f"ffmpeg cannot decode it ({_one_line(exc)})") from None
+        try:
+            self.info = AudioInfo(
+                sample_rate=self._stream.sample_rate,
+                channels=self._stream.channels,
+                frames=None,
+                format="ffmpeg",
+                decoder="ffmpeg",
+                decoder_version=f"ffmpeg {ffmpeg_version()}",
+            ).check()
+        except BaseException:
+            self.close()
+            raise
+        self.empty = self._stream.empty
+        """ffmpeg piped no sample: ``--decoder auto`` asks the next decoder."""
 
     def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        decoded = 0
         try:
-            yield from self._stream.blocks(frames)
+            for block in self._stream.blocks(frames):
+                if not _all_finite(block):  # float32 from any source, float ones included
+                    raise _not_finite(block, decoded, self.info.sample_rate)
+                decoded += len(block)
+                yield block
         except FfmpegError as exc:
             raise DecodeError(f"ffmpeg reported an error ({exc})") from None
+        except OSError as exc:
+            raise DecodeError(f"reading ffmpeg's output failed ({exc.strerror})") from None
 
     def close(self) -> None:
         self._stream.close()
@@ -239,15 +343,27 @@ class PyAVReader:
         import av
 
         self.path = path
+        self._float = False
         try:
             self._container = av.open(io.BytesIO(path) if isinstance(path, bytes) else str(path))
-        except (av.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"libavcodec cannot open it ({_pyav_reason(exc)})") from None
+        except Exception as exc:  # av.FFmpegError, and whatever else PyAV raises
+            raise CannotOpenError(f"libavcodec cannot open it ({_pyav_reason(exc)})") from None
         try:
-            self._stream = self._container.streams.audio[0]
-        except IndexError:
+            self._open_stream(path)
+        except BaseException as exc:
             self.close()
-            raise DecodeError("no audio stream") from None
+            if isinstance(exc, Exception) and not isinstance(exc, DecodeError):
+                raise CannotOpenError(f"libavcodec cannot open it ({_pyav_reason(exc)})") from None
+            raise
+
+    def _open_stream(self, path: AudioInput) -> None:
+        """Find the audio stream, check its header, and decode its first frame, which
+        tells whether the file holds any audio for libavcodec."""
+        import av
+
+        if not self._container.streams.audio:
+            raise DecodeError("no audio stream")
+        self._stream = self._container.streams.audio[0]
         codec = self._stream.codec_context
         rate = codec.sample_rate
         frames = None
@@ -260,40 +376,57 @@ class PyAVReader:
             format=f"{self._container.format.name}/{codec.name}",
             decoder="pyav",
             decoder_version=_pyav_version(),
-        )
+        ).check()
         if self._container.format.name == "ogg" and not _ogg_has_end_of_stream(path):
-            self.close()
             raise DecodeError("truncated Ogg stream (no end-of-stream page)")
+        self._frames = self._container.decode(self._stream)
+        try:
+            self._first = next(self._frames, None)
+        except av.FFmpegError as exc:
+            raise DecodeError(f"decoding failed after 0.00 s ({_pyav_reason(exc)})") from None
+        self.empty = self._first is None
+        """libavcodec decoded no frame: ``--decoder auto`` asks the next decoder."""
+        self._float = self._stream.codec_context.name in _FLOAT_CODECS
+        """Only float samples can be NaN: float PCM is checked, codecs are not (a check
+        costs 1-2% of decoding Vorbis, whose decoded floats come from integer codes)."""
 
     def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-        import av
-
-        channels = self.info.channels
+        channels, rate = self.info.channels, self.info.sample_rate
         pending: list[list[np.ndarray]] = [[] for _ in range(channels)]
         have = decoded = 0
+        first, self._first = self._first, None
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in itertools.chain([first] if first is not None else [], self._frames):
                 for rows, plane in zip(pending, _frame_planes(frame, channels), strict=True):
                     rows.append(plane)
                 have += frame.samples
                 decoded += frame.samples
                 if have >= frames:
                     joined = _join_rows(pending, have)
+                    if self._float and not _all_finite(joined):
+                        raise _not_finite(joined.T, decoded - have, rate)
                     whole = have - have % frames
                     for start in range(0, whole, frames):
                         yield joined[:, start : start + frames].T  # [frames, channels]
                     pending = [[row[whole:]] for row in joined]
                     have -= whole
-        except av.FFmpegError as exc:
+            if have:
+                joined = _join_rows(pending, have)
+                if self._float and not _all_finite(joined):
+                    raise _not_finite(joined.T, decoded - have, rate)
+                yield joined.T
+        except DecodeError:
+            raise
+        except Exception as exc:  # av.FFmpegError, and whatever else PyAV raises
             raise DecodeError(
-                f"decoding failed after {decoded / self.info.sample_rate:.2f} s "
-                f"({_pyav_reason(exc)})"
+                f"decoding failed after {decoded / rate:.2f} s ({_pyav_reason(exc)})"
             ) from None
-        if have:
-            yield _join_rows(pending, have).T
 
     def close(self) -> None:
         self._container.close()
+
+
+_FLOAT_CODECS = frozenset({"pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_f24le"})
 
 
 def _join_rows(pending: list[list[np.ndarray]], count: int) -> np.ndarray:
@@ -330,7 +463,11 @@ def _planar_float32(array: np.ndarray, fmt, channels: int) -> np.ndarray:
 
 
 def _pyav_reason(exc: Exception) -> str:
-    return str(getattr(exc, "strerror", None) or exc).rstrip(".")
+    import av
+
+    if isinstance(exc, av.FFmpegError):
+        return " ".join(str(exc.strerror or exc).split()).rstrip(".")
+    return _one_line(exc)
 
 
 @functools.cache
@@ -370,6 +507,28 @@ def _libsndfile_reason(exc: sf.LibsndfileError) -> str:
 _HEAD_BYTES = 512
 
 
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_file_reason(mode: int) -> str | None:
+    """Why something with this ``st_mode`` is not decoded, or None for a regular file.
+
+    Only regular files are read: a FIFO would block a decoder forever and a device such
+    as ``/dev/urandom`` never ends.
+    """
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    kind = next((name for test, name in _KINDS if test(mode)), "something else")
+    return f"not a regular file ({kind})"
+
+
 def _check_readable(path: AudioInput) -> bytes:
     """Turn the common OS-level failures into one clear reason before any decoder runs;
     return the file's first bytes, which say what it holds."""
@@ -378,48 +537,89 @@ def _check_readable(path: AudioInput) -> bytes:
             raise DecodeError("empty file (0 bytes)")
         return path[:_HEAD_BYTES]
     try:
+        if reason := not_a_file_reason(os.stat(path).st_mode):
+            raise DecodeError(reason)
         with open(path, "rb") as fh:
             head = fh.read(_HEAD_BYTES)
     except FileNotFoundError:
         reason = "broken symlink" if os.path.islink(path) else "file not found"
         raise DecodeError(reason) from None
-    except IsADirectoryError:
-        raise DecodeError("is a directory") from None
     except PermissionError:
         raise DecodeError("permission denied") from None
     except OSError as exc:
         raise DecodeError(f"cannot read it ({exc.strerror})") from None
+    except ValueError as exc:  # a name with a NUL byte, from a manifest
+        raise DecodeError(f"cannot read it ({exc})") from None
     if not head:
         raise DecodeError("empty file (0 bytes)")
     return head
 
 
+_OPENERS: dict[str, type[SoundfileReader | PyAVReader | FfmpegReader]] = {
+    "soundfile": SoundfileReader,
+    "pyav": PyAVReader,
+    "ffmpeg": FfmpegReader,
+}
+
+
+def _decoder_order(decoder: Decoder, head: bytes) -> tuple[str, ...]:
+    """The decoders to try, in order: the chosen one alone, or for ``auto`` the fastest
+    for the codec first (PyAV for Ogg Vorbis and Opus, else libsndfile), then the rest."""
+    if decoder != "auto":
+        return (decoder,)
+    if _prefers_pyav(head):
+        return ("pyav", "soundfile", "ffmpeg")
+    return ("soundfile", "ffmpeg", "pyav")
+
+
+def _open_first(path: AudioInput, order: tuple[str, ...]) -> AudioReader:
+    """The first decoder in ``order`` that opens the file and finds audio in it.
+
+    One that refuses the format (:class:`CannotOpenError`) or decodes nothing from a
+    file that is not empty hands it to the next; any other error is the file's. When
+    none finds audio, the first that opened it stands (the file holds no audio).
+    """
+    refusals: list[str] = []
+    empty: AudioReader | None = None
+    for name in order:
+        try:
+            reader = _OPENERS[name](path)
+        except CannotOpenError as exc:
+            refusals.append(str(exc))
+            continue
+        except BaseException:
+            if empty is not None:
+                empty.close()
+            raise
+        if not reader.empty:
+            if empty is not None:
+                empty.close()
+            return reader
+        if empty is None:
+            empty = reader
+        else:
+            reader.close()
+    if empty is not None:
+        return empty
+    if len(refusals) == 1:
+        raise DecodeError(refusals[0])
+    raise DecodeError(f"not decodable: {'; '.join(refusals)}")
+
+
 @contextlib.contextmanager
 def open_audio(path: AudioInput, decoder: Decoder = "auto") -> Iterator[AudioReader]:
     """Open ``path`` for block decoding with the fastest in-process decoder for its codec:
-    PyAV for Ogg Vorbis and Opus, libsndfile for the rest, ffmpeg for what it refuses.
+    PyAV for Ogg Vorbis and Opus, libsndfile for the rest, then the others for what it
+    refuses or finds no audio in (a 32-bit FLAC, a WAV whose header says 0 bytes).
 
     ``path`` may also be the bytes of a whole file (an object fetched from storage): it
-    is decoded from memory by every decoder, never through a temporary file.
+    is decoded from memory by every decoder, never through a temporary file. Only
+    regular files are opened; anything else fails with :class:`DecodeError`.
     """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}")
     head = _check_readable(path)
-    reader: AudioReader
-    if decoder == "ffmpeg":
-        reader = FfmpegReader(path)
-    elif decoder == "pyav" or (decoder == "auto" and _prefers_pyav(head)):
-        reader = PyAVReader(path)
-    else:
-        try:
-            reader = SoundfileReader(path)
-        except DecodeError as sf_error:
-            if decoder == "soundfile" or "cannot open" not in str(sf_error):
-                raise
-            try:
-                reader = FfmpegReader(path)
-            except DecodeError as ff_error:
-                raise DecodeError(f"not decodable: {sf_error}; {ff_error}") from None
+    reader = _open_first(path, _decoder_order(decoder, head))
     try:
         yield reader
     finally:

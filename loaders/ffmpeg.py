@@ -102,9 +102,12 @@ class FfmpegStream:
             self._feed.start()
         try:
             self.sample_rate, self.channels = _parse_wav_header(self._proc.stdout)
-        except FfmpegError:
+        except (FfmpegError, struct.error):
             self.close()
             raise FfmpegError(self._error_line() or "ffmpeg produced no audio") from None
+        self._head = self._proc.stdout.read(self.channels * 4)
+        self.empty = not self._head
+        """ffmpeg wrote no sample at all: it found no audio it could decode."""
 
     def _feed_stdin(self, data: bytes) -> None:
         try:
@@ -128,8 +131,10 @@ class FfmpegStream:
     def blocks(self, frames: int) -> Iterator[np.ndarray]:
         """Yield float32 arrays of shape [n, channels]; raise if ffmpeg reported an error."""
         bytes_per_block = frames * self.channels * 4
+        head, self._head = self._head, b""
         while True:
-            data = self._proc.stdout.read(bytes_per_block)
+            data = head + self._proc.stdout.read(bytes_per_block - len(head))
+            head = b""
             if not data:
                 break
             usable = len(data) - len(data) % (self.channels * 4)

@@ -7,17 +7,46 @@ name. Leftover temporaries carry the ``.partial`` suffix so a rerun can sweep th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
+NAME_MAX = 255
+"""Bytes in one file name on Linux and macOS file systems."""
+_TAG_CHARS = 8
 
 
 def partial_name(path: Path) -> Path:
-    """A hidden, unique temporary name beside ``path``."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+    """A hidden temporary name beside ``path``: ``.NAME.TAG.partial``, within NAME_MAX.
+
+    TAG hashes the name with the process and thread, so two writers of one path never
+    share a temporary, and the same writer always picks the same one. A name too long to
+    take the 18 added bytes is cut (on a character boundary): the tag keeps it distinct.
+    """
+    name = os.fsencode(path.name)
+    writer = f"{os.getpid()}:{threading.get_ident()}".encode()
+    tag = hashlib.sha1(name + b"\0" + writer).hexdigest()[:_TAG_CHARS]
+    room = NAME_MAX - len(f"..{tag}{PARTIAL_SUFFIX}")
+    if len(name) > room:
+        name = _cut_utf8(name, room)
+    return path.with_name(f".{os.fsdecode(name)}.{tag}{PARTIAL_SUFFIX}")
+
+
+def _cut_utf8(name: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of a name, less a UTF-8 character they would split."""
+    cut = name[:size]
+    start = len(cut)
+    while start > 0 and cut[start - 1] & 0xC0 == 0x80:  # continuation bytes
+        start -= 1
+    if start > 0 and cut[start - 1] >= 0xC0:  # the lead byte of the last character
+        lead = cut[start - 1]
+        length = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        if start - 1 + length > len(cut):
+            cut = cut[: start - 1]
+    return cut
 
 
 @contextlib.contextmanager

@@ -270,6 +270,9 @@ def convert_file(
         audio_input = source.path
     if not source.one_whole_file:  # several utterances: filtered one by one (_line_entries)
         options = dataclasses.replace(options, min_duration=None, max_duration=None)
+    text = source.fields.get("text")
+    if text is None and data is None:
+        text = transcript_for(source.path)  # before any work: a bad one fails the file
     with open_audio(audio_input, options.decoder) as opened:
         info = opened.info
         if info.duration is not None and (reason := _duration_filter(info.duration, options)):
@@ -280,7 +283,30 @@ def convert_file(
         stat["source_sha256"] = (
             hashlib.sha256(data).hexdigest() if data is not None else file_digest(source.path)
         )
-    return _entry(source, out_rel, info, written, digest, size, stat, options)
+        if data is None and _changed(source.path, stat):
+            _remove_output(out_path)
+            raise DecodeError(CHANGED)
+    return _entry(source, out_rel, info, written, digest, size, stat, options, text)
+
+
+CHANGED = "the file changed while it was being converted"
+
+
+def _changed(path: Path, stat: dict) -> bool:
+    """Whether a source's size or mtime differs from ``stat`` (taken before decoding)."""
+    try:
+        now = _stat_fields(path)
+    except OSError:
+        return True
+    return any(now[k] != stat[k] for k in now)
+
+
+def _remove_output(out_path: Path | str) -> None:
+    """Remove an output made from a source that changed under it (never a source)."""
+    if is_url(out_path):
+        storage.remove(out_path)
+    else:
+        Path(out_path).unlink(missing_ok=True)
 
 
 def _entry(
@@ -292,6 +318,7 @@ def _entry(
     size: int,
     stat: dict,
     options: ConvertOptions,
+    text: str | None,
 ) -> Entry:
     """The manifest line of one converted file."""
     sr = options.sample_rate
@@ -300,9 +327,6 @@ def _entry(
         "duration": round(written / sr, 6),
         "offset": 0.0,
     }
-    text = source.fields.get("text")
-    if text is None and not is_url(source.path):
-        text = transcript_for(source.path)
     if text is not None:
         entry["text"] = text
     entry.update(
@@ -607,13 +631,19 @@ def _finish_split_file(
     file: _SplitFile, done: list[PartDone], out: Path, options: ConvertOptions
 ) -> FileResult:
     """Main side, once every part has reported: header, checks, rename, manifest entry."""
-    rel = file.job.source.rel
+    job = file.job
+    rel = job.source.rel
     try:
         written = finish_output(file.tmp, file.tasks[0].plan, done)
         if reason := _duration_filter(written / options.sample_rate, options):
             raise _Skip(reason)
+        if _changed(job.source.path, file.stat):
+            raise DecodeError(CHANGED)
+        text = job.source.fields.get("text")
+        if text is None:
+            text = transcript_for(job.source.path)
         digest, size = file_digest(file.tmp), file.tmp.stat().st_size
-        os.replace(file.tmp, out / file.job.out_rel)
+        os.replace(file.tmp, out / job.out_rel)
     except (DecodeError, _Skip, OSError) as exc:
         file.tmp.unlink(missing_ok=True)
         if isinstance(exc, _Skip):
@@ -621,8 +651,7 @@ def _finish_split_file(
         reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
         return FileResult(rel, "failed", reason=reason)
     stat = {**file.stat, "source_sha256": next(d.source_sha256 for d in done if d.index == 0)}
-    job = file.job
-    entry = _entry(job.source, job.out_rel, file.info, written, digest, size, stat, options)
+    entry = _entry(job.source, job.out_rel, file.info, written, digest, size, stat, options, text)
     return FileResult(rel, "converted", entry)
 
 
@@ -673,13 +702,22 @@ def _convert_held(
     remote = is_url(out)
 
     sources = discover(src, options.extensions)
+    results: dict[str, FileResult] = {
+        s.rel: FileResult(
+            s.rel, "skipped" if s.problem.skipped else "failed", reason=s.problem.reason
+        )
+        for s in sources
+        if s.problem is not None
+    }
+    _report([_journal_record(r) for r in results.values()], progress)
+    sources = [s for s in sources if s.problem is None]
     names = plan_output_names([s.rel for s in sources], TARGETS[options.to][1])
     jobs = [_Job(s, names[s.rel]) for s in sources]
     previous = {} if options.overwrite else _previous_entries(out)
     output_size = _output_sizes(out)
 
     summary = ConvertSummary()
-    results: dict[str, FileResult] = {}
+    found_done = len(results)
     todo = []
     for job in jobs:
         entry = previous.get(job.source.rel)
@@ -692,8 +730,8 @@ def _convert_held(
             )
         else:
             todo.append(job)
-    if progress and len(results):
-        progress(len(results))
+    if progress and len(results) > found_done:
+        progress(len(results) - found_done)
 
     journal = None if remote else out / JOURNAL
     split = {} if remote or is_url(src) else _plan_split_files(todo, out, options)

@@ -25,7 +25,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from loaders.decode import DecodeError, concat, iter_mono, open_audio, quiet_native_stderr, to_int16
+from loaders.decode import (
+    DecodeError,
+    concat,
+    iter_mono,
+    not_a_file_reason,
+    open_audio,
+    quiet_native_stderr,
+    to_int16,
+    wav_missing_bytes,
+)
 from loaders.mel_storage import to_storage
 from manifests import Entry, atomic_path, is_url, iter_manifest, write_manifest
 from prep import storage
@@ -33,7 +42,7 @@ from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.runlock import locked_out
 from prep.segmenting import LAST_POLICIES, item_key, plan_spans
-from prep.sources import SourceError, discover, is_manifest, source_size
+from prep.sources import Source, SourceError, discover, is_manifest, source_size
 from prep.storage import local_or_url
 from prep.utterances import SpanError, line_span
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
@@ -136,6 +145,8 @@ class ShardSource:
     source: str
     fields: dict
     span_fields: dict = field(default_factory=dict)
+    problem: str | None = None
+    """Why the folder walk could not use it (prep.sources): an error line, never decoded."""
 
 
 def _from_entry(path: Path | str, entry: Entry) -> ShardSource:
@@ -152,22 +163,34 @@ def read_inputs(src: Path | str) -> list[ShardSource]:
     if is_url(src):
         entries = storage.read_manifest_url(storage.join(src, "manifest.jsonl"))
         if not entries:
-            return [ShardSource(s.path, s.rel, s.fields) for s in discover(src)]
+            return [_walked(s) for s in discover(src)]
         return sorted(
             (_from_entry(storage.join(src, e["audio_filepath"]), e) for e in entries),
             key=lambda s: s.source,
         )
     manifest = src / "manifest.jsonl" if src.is_dir() else src
     if src.is_dir() and not manifest.exists():
-        return [ShardSource(s.path, s.rel, {}) for s in discover(src)]
+        return [_walked(s) for s in discover(src)]
     if not manifest.exists() or not (src.is_dir() or is_manifest(src)):
         raise SourceError(f"{src}: no such folder or .jsonl manifest")
-    sources = []
-    for n, entry in enumerate(iter_manifest(manifest), 1):
-        if not isinstance(entry.get("audio_filepath"), str):
-            raise SourceError(f"{manifest}: entry {n} has no 'audio_filepath'")
-        sources.append(_from_entry(manifest.parent / entry["audio_filepath"], entry))
-    return sorted(sources, key=lambda s: s.source)
+    inputs = (one for source in discover(manifest) for one in _line_inputs(source))
+    return sorted(inputs, key=lambda s: s.source)
+
+
+def _walked(source: Source) -> ShardSource:
+    problem = source.problem.reason if source.problem is not None else None
+    return ShardSource(source.path, source.rel, source.fields, problem=problem)
+
+
+def _line_inputs(source: Source) -> list[ShardSource]:
+    """A manifest's file as inputs: one per line naming it (each an utterance, with the
+    ``source`` a ``prep convert`` manifest records, else the file's own name)."""
+    if source.problem is not None or not source.utterances:
+        return [_walked(source)]
+    return [
+        _from_entry(source.path, {"audio_filepath": source.rel, **line.fields})
+        for line in source.utterances
+    ]
 
 
 def input_fingerprint(sources: list[ShardSource]) -> str:
@@ -193,9 +216,13 @@ def load_int16(path: Path | str, sample_rate: int) -> np.ndarray:
     An object URL is fetched into memory first."""
     if is_url(path):
         path = storage.read_bytes(path)
+    elif reason := not_a_file_reason(os.stat(path).st_mode):
+        raise DecodeError(reason)  # a FIFO would block the read below forever
     try:
         with sf.SoundFile(io.BytesIO(path) if isinstance(path, bytes) else path) as f:
             if f.channels == 1 and f.subtype == "PCM_16" and f.samplerate == sample_rate:
+                if f.format == "WAV" and (missing := wav_missing_bytes(path)):
+                    raise DecodeError(f"truncated: {missing} bytes of its data are missing")
                 return f.read(dtype="int16")
     except sf.LibsndfileError:
         pass
@@ -259,6 +286,9 @@ def _shard_batch(
     decoded: tuple[Path | str, np.ndarray] | None = None  # utterances of one file: one decode
     with quiet_native_stderr():
         for src in sources:
+            if src.problem is not None:
+                errors.append({"source": src.source, "reason": src.problem})
+                continue
             try:
                 if decoded is None or decoded[0] != src.path:
                     decoded = None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from loaders.decode import is_audio_name
-from manifests import Entry, is_url, iter_manifest, resolve_audio_path
+from loaders.decode import DecodeError, is_audio_name, not_a_file_reason
+from manifests import Entry, dumps_entry, is_url, iter_manifest, resolve_audio_path
 from prep.storage import filesystem, join, list_files
 from prep.utterances import names_whole_file
 
@@ -18,6 +19,15 @@ TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
 
 class SourceError(ValueError):
     """SRC cannot be used at all (missing, unreadable manifest...): the run stops."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a listed thing is not decoded, found while listing: reported by name."""
+
+    reason: str
+    skipped: bool = False
+    """Left out on purpose (a symlinked folder), not a failure."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,9 @@ class Source:
     fields: Entry = field(default_factory=dict)
     size: int | None = None
     """Known from the listing for objects; local files are asked when needed."""
+    problem: Problem | None = None
+    """Set for what cannot be converted at all (an unreadable folder, a name that is not
+    UTF-8, a FIFO): every command reports it under ``rel`` and never decodes it."""
     utterances: tuple[Utterance, ...] = ()
     """The manifest lines naming this file, each one utterance (NeMo/Lhotse layout for long
     recordings: ``offset``/``duration`` per line); empty for a folder walk."""
@@ -76,27 +89,116 @@ def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()
         return _from_manifest(src)
     if not src.is_dir():
         raise SourceError(f"{src}: not a folder or a .jsonl manifest")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(src, onerror=None):
-        dirnames.sort()
-        for name in filenames:
-            if is_audio_name(name, extra_extensions):
-                path = Path(dirpath) / name
-                found.append(Source(path, path.relative_to(src).as_posix()))
+    return _walk(src, extra_extensions)
+
+
+def printable(name: str) -> str:
+    """A name as valid UTF-8: bytes that are not UTF-8 (kept by Python as surrogates)
+    are written as backslash escapes, so a JSON line can hold it."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _walk(src: Path, extra_extensions: tuple[str, ...]) -> list[Source]:
+    """Every audio-named entry under ``src``, and a :class:`Problem` for each thing the
+    walk cannot use: nothing under SRC vanishes from a run without a line.
+
+    Iterative (a deep tree does not reach the recursion limit). Symlinked folders are not
+    followed (a link loop cannot hang the run, and a link into the tree cannot list its
+    files twice): each is a skip line.
+    """
+    found: list[Source] = []
+    folders = [(src, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            reason = f"folder cannot be read ({(exc.strerror or str(exc)).lower()})"
+            found.append(Source(folder, prefix.rstrip("/") or ".", problem=Problem(reason)))
+            continue
+        subfolders = []
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+                if not is_folder and entry.is_symlink() and entry.is_dir():
+                    problem = Problem("symlinked folder, not followed", skipped=True)
+                    found.append(Source(Path(entry.path), printable(rel), problem=problem))
+                    continue
+            except OSError:
+                is_folder = False
+            if is_folder:
+                if not _is_utf8(entry.name):
+                    problem = Problem("folder name is not valid UTF-8")
+                    found.append(Source(Path(entry.path), printable(rel), problem=problem))
+                else:
+                    subfolders.append((Path(entry.path), rel + "/"))
+                continue
+            if not is_audio_name(entry.name, extra_extensions):
+                continue
+            found.append(_file_source(entry, rel))
+        folders.extend(sorted(subfolders, reverse=True))
     return sorted(found, key=lambda s: s.rel)
 
 
+def _file_source(entry: os.DirEntry, rel: str) -> Source:
+    """An audio-named entry: a source, or a problem when it is no file to decode."""
+    if not _is_utf8(entry.name):
+        return Source(
+            Path(entry.path), printable(rel), problem=Problem("file name is not valid UTF-8")
+        )
+    reason = None
+    if not entry.is_file(follow_symlinks=False):
+        with contextlib.suppress(OSError):  # a dangling symlink: decoding names it
+            reason = not_a_file_reason(entry.stat().st_mode)
+    return Source(Path(entry.path), rel, problem=Problem(reason) if reason else None)
+
+
+def _manifest_problem(manifest: Path, n: int, reason: str) -> Source:
+    return Source(manifest, f"{manifest.name} entry {n}", problem=Problem(reason))
+
+
 def _from_manifest(manifest: Path) -> list[Source]:
-    root = manifest.parent.resolve()
+    """The manifest's entries as sources; an entry that names no usable file is a
+    problem under ``NAME entry N``, and the others are still converted."""
+    root = Path(os.path.abspath(manifest.parent))
     sources = []
     for n, entry in enumerate(iter_manifest(manifest), 1):
-        if not isinstance(entry.get("audio_filepath"), str):
-            raise SourceError(f"{manifest}: entry {n} has no 'audio_filepath'")
-        path = resolve_audio_path(manifest, entry)
+        audio = entry.get("audio_filepath")
+        if audio is None and "audio_filepath" not in entry:
+            sources.append(_manifest_problem(manifest, n, "no 'audio_filepath'"))
+            continue
+        if not isinstance(audio, str):
+            sources.append(_manifest_problem(manifest, n, "'audio_filepath' is not a string"))
+            continue
         try:
-            rel = path.resolve().relative_to(root).as_posix()
+            dumps_entry(entry).encode("utf-8")
+        except UnicodeEncodeError:
+            reason = "holds text that is not valid UTF-8 (a lone surrogate)"
+            sources.append(_manifest_problem(manifest, n, reason))
+            continue
+        if "\0" in audio:
+            sources.append(_manifest_problem(manifest, n, "'audio_filepath' holds a NUL byte"))
+            continue
+        path = resolve_audio_path(manifest, entry)
+        absolute = Path(os.path.abspath(path))  # symlinks kept: the entry's own name
+        try:
+            rel = absolute.relative_to(root).as_posix()
         except ValueError:
-            rel = PurePosixPath(*path.resolve().parts[1:]).as_posix()
+            rel = PurePosixPath(*absolute.parts[1:]).as_posix()
+        if rel in ("", "."):
+            reason = f"'audio_filepath' names no file ({audio!r})"
+            sources.append(_manifest_problem(manifest, n, reason))
+            continue
         fields = {k: v for k, v in entry.items() if k != "audio_filepath"}
         sources.append(Source(path, rel, fields, utterances=(Utterance(n, fields),)))
     return _one_source_per_file(manifest, sources)
@@ -111,6 +213,9 @@ def _one_source_per_file(manifest: Path, lines: list[Source]) -> list[Source]:
         by_rel[line.rel].append(line)
     sources = []
     for rel, group in sorted(by_rel.items()):
+        if group[0].problem is not None:  # ``NAME entry N``: one line each
+            sources += group
+            continue
         paths = {os.path.realpath(s.path) for s in group}
         if len(paths) > 1:
             first, second = sorted(paths)[:2]
@@ -150,11 +255,21 @@ def _from_storage(url: str, extra_extensions: tuple[str, ...]) -> list[Source]:
 
 
 def transcript_for(path: Path) -> str | None:
-    """The text of ``stem.txt`` or ``stem.lab`` beside an audio file, if there is one."""
+    """The text of ``stem.txt`` or ``stem.lab`` beside an audio file, if there is one.
+
+    Raises :class:`DecodeError` for one that is not UTF-8: replacing its bytes would
+    train on a label nobody wrote. An empty one is the empty text.
+    """
     for ext in TRANSCRIPT_EXTENSIONS:
         candidate = path.with_suffix(ext)
         if candidate.is_file():
-            return candidate.read_text(encoding="utf-8", errors="replace").strip()
+            try:
+                return candidate.read_bytes().decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise DecodeError(
+                    f"transcript {printable(candidate.name)} is not UTF-8 text "
+                    f"(byte 0x{exc.object[exc.start]:02x} at {exc.start})"
+                ) from None
     return None
 
 

@@ -6,6 +6,7 @@ The XLSR fine-tuning log chose its length cut-off from such a histogram; this pr
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 from collections import Counter
@@ -29,6 +30,16 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
+def _is_duration(value: object) -> bool:
+    """A manifest duration that can be counted: a finite, non-negative number."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def collect_stats(path: str | os.PathLike[str], bins: int = 20) -> dict:
     """Counts, hours, duration spread, rates and channels seen, disk size, errors."""
     path = Path(path)
@@ -39,12 +50,16 @@ def collect_stats(path: str | os.PathLike[str], bins: int = 20) -> dict:
     durations: list[float] = []
     rates: Counter = Counter()
     channels: Counter = Counter()
-    errors = 0
+    errors = invalid = 0
     if manifest.exists() and (path.is_dir() or is_manifest(path)):
         fmt = folder / "format.json"
         default_rate = json.loads(fmt.read_text())["sample_rate"] if fmt.exists() else None
         for entry in iter_manifest(manifest):
-            durations.append(float(entry.get("duration", 0.0)))
+            duration = entry.get("duration", 0.0)
+            if not _is_duration(duration):
+                invalid += 1  # counted, never in the hours or the histogram
+                continue
+            durations.append(float(duration))
             rates[entry.get("sample_rate", default_rate)] += 1
             channels[entry.get("channels", entry.get("source_channels", 1))] += 1
         # a prep shard format folder keeps its run's errors one level up
@@ -55,6 +70,9 @@ def collect_stats(path: str | os.PathLike[str], bins: int = 20) -> dict:
     elif path.is_dir():
         with quiet_native_stderr():
             for source in discover(path):
+                if source.problem is not None:
+                    errors += 1
+                    continue
                 try:
                     with open_audio(source.path) as reader:
                         info = reader.info
@@ -78,6 +96,7 @@ def collect_stats(path: str | os.PathLike[str], bins: int = 20) -> dict:
         "channels": {str(k): v for k, v in sorted(channels.items(), key=lambda kv: str(kv[0]))},
         "disk_bytes": _disk_bytes(folder if path.is_file() else path),
         "errors": errors,
+        "invalid_entries": invalid,
         "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
     }
 
@@ -95,6 +114,8 @@ def render_stats(stats: dict, width: int = 50) -> str:
         f"  disk         {stats['disk_bytes'] / 1e6:.1f} MB",
         f"  errors       {stats['errors']}",
     ]
+    if stats.get("invalid_entries"):
+        lines.append(f"  invalid      {stats['invalid_entries']} entries without a usable duration")
     counts, edges = stats["histogram"]["counts"], stats["histogram"]["edges"]
     if counts:
         lines.append("  duration histogram (seconds: items)")

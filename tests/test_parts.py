@@ -121,3 +121,25 @@ def test_only_samples_coded_one_by_one_in_flac_or_wav_are_cut(fmt, cut):
     info = AudioInfo(44100, 2, 44100 * 600, fmt, "soundfile", "libsndfile")
     assert (plan_parts(info, 16000) is not None) == cut
     assert plan_parts(AudioInfo(44100, 2, 44100 * 100, fmt, "soundfile", "x"), 16000) is None
+
+
+def test_a_long_file_that_changes_while_its_parts_run_fails_by_name(src, out):
+    """Appended bytes change neither the header's length nor its rate: the size does."""
+    from prep.convert import _finish_split_file, _Job, _plan_split_files
+    from prep.parts import convert_part
+    from prep.sources import discover
+
+    make_file(src / "long.flac", seconds=LONG_SECONDS, sr=16000, channels=1)
+    out.mkdir()
+    options = ConvertOptions(jobs=1)
+    (source,) = discover(src)
+    (file,) = _plan_split_files([_Job(source, "long.wav")], out, options).values()
+    done = [convert_part(task) for task in file.tasks]
+    with open(src / "long.flac", "ab") as fh:
+        fh.write(b"\0" * 100)
+    result = _finish_split_file(file, done, out, options)
+    assert (result.status, result.reason) == (
+        "failed",
+        "the file changed while it was being converted",
+    )
+    assert not list(out.iterdir())
