@@ -52,5 +52,6 @@ def locked_out(out: Path | str) -> Iterator[None]:
             yield
         finally:
             remove_partials(out)
+            os.ftruncate(fd, 0)  # no pid left behind: two runs leave the same bytes
     finally:
         os.close(fd)
