@@ -25,18 +25,18 @@ def _within(inner: Path, outer: Path) -> bool:
 def check_out(out: Path | str, root: Path | str, inputs: Iterable[Path | str] = ()) -> None:
     """Refuse OUT that is SRC's ``root``, inside it, or holds it (symlinks resolved), OUT
     that holds any of the ``inputs`` folders, and OUT that is a file or cannot be written."""
-    if is_url(out) or is_url(root):
-        if is_url(out) and is_url(root):
-            out_url, src_url = _prefix(out), _prefix(root)
-            if out_url.startswith(src_url):
-                raise UsageError(f"OUT {out} is inside the source prefix {root}; choose another")
-            if src_url.startswith(out_url):
-                raise UsageError(f"the source prefix {root} is inside OUT {out}; choose another")
+    if is_url(out) and is_url(root):
+        out_url, src_url = _prefix(out), _prefix(root)
+        if out_url.startswith(src_url):
+            raise UsageError(f"OUT {out} is inside the source prefix {root}; choose another")
+        if src_url.startswith(out_url):
+            raise UsageError(f"the source prefix {root} is inside OUT {out}; choose another")
+    if is_url(out):
         return
-    out_resolved, root_resolved = Path(out).resolve(), Path(root).resolve()
-    if _within(out_resolved, root_resolved):
+    out_resolved = Path(out).resolve()
+    if not is_url(root) and _within(out_resolved, Path(root).resolve()):
         raise UsageError(
-            f"OUT {out} is inside the source folder {root_resolved}; choose another folder"
+            f"OUT {out} is inside the source folder {Path(root).resolve()}; choose another folder"
         )
     for folder in (root, *inputs):
         if not is_url(folder) and _within(Path(folder).resolve(), out_resolved):
