@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from manifests import ManifestError
-from prep.errors import UsageError, os_reason
+from prep.errors import RunError, UsageError, os_reason
 from prep.sources import SourceError
 
 log = logging.getLogger("prep")
@@ -94,6 +94,9 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except _USER_ERRORS as exc:
             _fail(str(exc))
+        except RunError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         except OSError as exc:
             click.echo(f"error: {os_reason(exc)}", err=True)
             sys.exit(1)
@@ -143,18 +146,44 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
     _finish(summary.line(), summary.failed, out)
 
 
+class _OneLineErrors(click.Command):
+    """Bad options (a value out of range, an unknown choice, a missing argument) end in
+    one ``error:`` line and exit status 2, like the checks the commands make themselves."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            _fail(exc.format_message())
+
+
+def _choice(*choices: str) -> click.Choice:
+    return click.Choice(choices, case_sensitive=False)
+
+
 def _mel_options(func: Callable) -> Callable:
+    positive = click.IntRange(min=1)
     options = [
-        click.option("--n-mels", type=int, default=80, show_default=True),
-        click.option("--n-fft", type=int, default=400, show_default=True),
-        click.option("--hop-length", type=int, default=160, show_default=True),
-        click.option("--f-min", type=float, default=0.0, show_default=True),
-        click.option("--f-max", type=float, default=8000.0, show_default=True),
+        click.option("--n-mels", type=positive, default=80, show_default=True),
+        click.option("--n-fft", type=positive, default=400, show_default=True),
+        click.option("--hop-length", type=positive, default=160, show_default=True),
+        click.option("--f-min", type=click.FloatRange(min=0.0), default=0.0, show_default=True),
         click.option(
-            "--log", "log_scale", default="natural", show_default=True, help="natural or db."
+            "--f-max",
+            type=click.FloatRange(min=0.0, min_open=True),
+            default=None,
+            help="Top of the mel band [half of --sr].",
+        ),
+        click.option(
+            "--log",
+            "log_scale",
+            type=_choice("natural", "db"),
+            default="natural",
+            show_default=True,
         ),
         click.option(
             "--mel-dtype",
+            type=_choice("float32", "float16", "uint8"),
             default="float32",
             show_default=True,
             help="float32, float16 or uint8 (quantised per item).",
@@ -165,29 +194,47 @@ def _mel_options(func: Callable) -> Callable:
     return func
 
 
-def _duration(text: str | None, sample_rate: int) -> int | None:
+def _duration(option: str, text: str | None, sample_rate: int) -> int | None:
     from prep.segmenting import parse_duration
 
     try:
-        return parse_duration(text, sample_rate) if text else None
+        return parse_duration(text, sample_rate) if text is not None else None
     except ValueError as exc:
-        _fail(str(exc))
+        _fail(f"{option} {exc}")
 
 
-def _parse_bytes(text: str | None) -> int | None:
-    if text is None:
-        return None
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    clean = text.strip().lower().removesuffix("b").removesuffix("i")
-    factor = units.get(clean[-1:], 1)
-    number = clean[:-1] if clean[-1:] in units else clean
-    try:
-        return int(float(number) * factor)
-    except ValueError:
-        _fail(f"--shard-bytes {text!r} is not a size (examples: 256MB, 1G, 1000000)")
+class _ByteSize(click.ParamType):
+    """``256MB``, ``1G``, ``1000000``: a whole, positive, finite number of bytes."""
+
+    name = "size"
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        clean = str(value).strip().lower().removesuffix("b").removesuffix("i")
+        factor = self.units.get(clean[-1:], 1)
+        number = clean[:-1] if clean[-1:] in self.units else clean
+        try:
+            size = float(number) * factor
+        except ValueError:
+            size = None
+        if size is None or not 1 <= size < 1 << 50:
+            self.fail(f"{value!r} is not a size (examples: 256MB, 1G, 1000000)", param, ctx)
+        return int(size)
 
 
-@main.command()
+def _formats(text: str) -> tuple[str, ...]:
+    """``mel, webdataset``: names in the order given, any case and spacing, once each."""
+    names = [name.strip().lower() for name in text.split(",")]
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+def _jobs_option(help_text: str) -> Callable:
+    return click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, help=help_text)
+
+
+@main.command(cls=_OneLineErrors)
 @click.argument("src", type=click.Path(path_type=str))
 @click.argument("out", type=click.Path(path_type=str))
 @click.option(
@@ -197,25 +244,39 @@ def _parse_bytes(text: str | None) -> int | None:
     show_default=True,
     help="Comma-separated: segments, mel, webdataset, hdf5, memmap.",
 )
-@click.option("--segment", default=None, help="Item length: 5s, 2.5s, 500ms or samples.")
+@click.option("--segment", default=None, help="Item length: 5s, 2.5s, 500ms or 80000samples.")
 @click.option("--hop", default=None, help="Distance between segment starts [= --segment].")
-@click.option("--last", default="pad", show_default=True, help="Short tail: pad, drop or keep.")
+@click.option(
+    "--last",
+    type=_choice("pad", "drop", "keep"),
+    default="pad",
+    show_default=True,
+    help="Short tail: pad, drop or keep.",
+)
 @click.option(
     "--min-last",
-    type=float,
+    type=click.FloatRange(0.0, 1.0),
     default=0.0,
     show_default=True,
     help="Drop a tail shorter than this fraction of a segment, even with pad.",
 )
-@click.option("--sr", "sample_rate", type=int, default=16000, show_default=True)
+@click.option(
+    "--sr", "sample_rate", type=click.IntRange(1000, 384000), default=16000, show_default=True
+)
 @_mel_options
-@click.option("--shard-size", type=int, default=None, help="Items per WebDataset shard.")
-@click.option("--shard-bytes", default=None, help="Bytes per shard (256MB by default).")
-@click.option("--shuffle-seed", type=int, default=0, show_default=True)
-@click.option("--codec", default="wav", show_default=True, help="Shard audio: wav or flac.")
-@click.option("--hdf5-compression", default="none", show_default=True, help="none, lzf or gzip.")
+@click.option(
+    "--shard-size", type=click.IntRange(min=1), default=None, help="Items per WebDataset shard."
+)
+@click.option("--shard-bytes", type=_ByteSize(), default=None, help="Bytes per shard [256MB].")
+@click.option("--shuffle-seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--codec", type=_choice("wav", "flac"), default="wav", show_default=True, help="Shard audio."
+)
+@click.option(
+    "--hdf5-compression", type=_choice("none", "lzf", "gzip"), default="none", show_default=True
+)
 @click.option("--overwrite", is_flag=True, help="Rebuild formats that are already complete.")
-@click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
+@_jobs_option("Worker processes [all cores].")
 @_backend_options
 @_verbosity
 def shard(
@@ -233,7 +294,6 @@ def shard(
     log_scale,
     quiet,
     verbose,
-    shard_bytes,
     **kwargs,
 ) -> None:
     """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT."""
@@ -242,20 +302,19 @@ def shard(
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
     options = ShardOptions(
-        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        formats=_formats(formats),
         sample_rate=sample_rate,
-        segment=_duration(segment, sample_rate),
-        hop=_duration(hop, sample_rate),
+        segment=_duration("--segment", segment, sample_rate),
+        hop=_duration("--hop", hop, sample_rate),
         mel={
             "sample_rate": sample_rate,
             "n_fft": n_fft,
             "hop_length": hop_length,
             "n_mels": n_mels,
             "f_min": f_min,
-            "f_max": f_max,
+            "f_max": sample_rate / 2 if f_max is None else f_max,
             "log": log_scale,
         },
-        shard_bytes=_parse_bytes(shard_bytes),
         **kwargs,
     )
     try:
@@ -265,10 +324,10 @@ def shard(
     _finish(summary.line(), summary.failed, out)
 
 
-@main.command()
+@main.command(cls=_OneLineErrors)
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--bins", type=int, default=20, show_default=True)
+@click.option("--bins", type=click.IntRange(1, 1000), default=20, show_default=True)
 def stats(path, as_json, bins) -> None:
     """Items, hours, durations, rates, channels, disk size and errors of a folder or manifest."""
     import json
@@ -282,7 +341,7 @@ def stats(path, as_json, bins) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else render_stats(result))
 
 
-@main.command()
+@main.command(cls=_OneLineErrors)
 @click.argument("path", type=click.Path(path_type=str))
 @click.option(
     "--sources",
@@ -308,7 +367,7 @@ def verify(path, sources, quiet, verbose) -> None:
     log.info(report.line())
 
 
-@main.command()
+@main.command(cls=_OneLineErrors)
 @click.option(
     "--src",
     type=click.Path(exists=True, file_okay=False, path_type=str),
@@ -318,8 +377,8 @@ def verify(path, sources, quiet, verbose) -> None:
 @click.option("--out", type=click.Path(path_type=str), default="bench-results", show_default=True)
 @click.option("--quick", "mode", flag_value="quick", help="A tiny corpus, one repeat (seconds).")
 @click.option("--full", "mode", flag_value="full", help="Three repeats.")
-@click.option("-j", "--jobs", type=int, default=0, help="Parallelism for both sides [all cores].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@_jobs_option("Parallelism for both sides [all cores].")
+@click.option("--device", type=_choice("auto", "cpu", "cuda"), default="auto", show_default=True)
 @click.option("--cold", is_flag=True, help="Drop the files' cached pages before each timed run.")
 @_verbosity
 def bench(src, out, mode, jobs, device, cold, quiet, verbose) -> None:
@@ -327,8 +386,14 @@ def bench(src, out, mode, jobs, device, cold, quiet, verbose) -> None:
     from pathlib import Path
 
     from prep.bench import BenchOptions, run_bench
+    from prep.paths import check_out
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
+    if src:
+        try:
+            check_out(Path(out), Path(src))
+        except UsageError as exc:
+            _fail(str(exc))
     options = BenchOptions(
         out=Path(out),
         src=Path(src) if src else None,

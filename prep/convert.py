@@ -59,6 +59,7 @@ from prep.parts import (
     plan_parts,
     start_output,
 )
+from prep.paths import check_out
 from prep.pcm import pcm16_writer
 from prep.readahead import read_ahead
 from prep.runlock import locked_out
@@ -656,19 +657,10 @@ def _finish_split_file(
 
 
 def check_paths(src: Path | str, out: Path | str) -> None:
-    """Refuse SRC that does not exist and OUT that is SRC's root or inside it."""
-    if is_url(src) or is_url(out):
-        if is_url(src) and is_url(out):
-            src_url, out_url = str(src).rstrip("/") + "/", str(out).rstrip("/") + "/"
-            if out_url.startswith(src_url):
-                raise UsageError(f"OUT {out} is inside the source prefix {src}; choose another")
-        return  # a missing prefix is reported when it is listed
-    if not src.exists():
+    """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written."""
+    if not is_url(src) and not src.exists():  # a missing prefix is reported when listed
         raise UsageError(f"{src}: no such file or folder")
-    root = source_root(src).resolve()
-    out_resolved = out.resolve()
-    if out_resolved == root or root in out_resolved.parents:
-        raise UsageError(f"OUT {out} is inside the source folder {root}; choose another folder")
+    check_out(out, src if is_url(src) else source_root(src))
 
 
 def convert(

@@ -6,6 +6,10 @@ class UsageError(ValueError):
     """Options or paths that make the whole run impossible."""
 
 
+class RunError(RuntimeError):
+    """What stopped a run midway (a full disk writing its shards): one line, exit status 1."""
+
+
 def os_reason(exc: OSError) -> str:
     """An OS error as one readable line: what went wrong, and on which file."""
     return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -35,24 +36,48 @@ from loaders.decode import (
     to_int16,
     wav_missing_bytes,
 )
-from loaders.mel_storage import to_storage
-from manifests import Entry, atomic_path, is_url, iter_manifest, write_manifest
+from loaders.mel_storage import MEL_DTYPES, to_storage
+from manifests import Entry, atomic_path, is_url, iter_manifest, naming, write_manifest
 from prep import storage
-from prep.errors import UsageError
+from prep.errors import RunError, UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
+from prep.paths import check_out
 from prep.runlock import locked_out
-from prep.segmenting import LAST_POLICIES, item_key, plan_spans
-from prep.sources import Source, SourceError, discover, is_manifest, source_size
+from prep.segmenting import LAST_POLICIES, Span, item_key, min_samples, plan_spans
+from prep.sources import Source, SourceError, discover, is_manifest, source_root, source_size
 from prep.storage import local_or_url
 from prep.utterances import SpanError, line_span
 from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
-from prep.writers.files import fingerprint_files
+from prep.writers.files import fingerprint_files, save_npy
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 STAGING = ".staging"
 ERRORS = "errors.jsonl"
+
+
+CODECS = ("wav", "flac")
+HDF5_COMPRESSIONS = ("none", "lzf", "gzip")
+LOG_SCALES = ("natural", "db")  # as loaders.mel.LogMel
+MEL_DEFAULTS = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80,
+                "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
+
+
+def empty_mel_bands(mel: dict) -> bool:
+    """Whether torchaudio's HTK mel filterbank of these settings has an all-zero filter
+    (its own warning): such a band is a constant row, not a feature."""
+    n_freqs = mel["n_fft"] // 2 + 1
+    freqs = np.linspace(0, mel["sample_rate"] // 2, n_freqs)
+    lo, hi = (2595.0 * np.log10(1.0 + f / 700.0) for f in (mel["f_min"], mel["f_max"]))
+    points = 700.0 * (10 ** (np.linspace(lo, hi, mel["n_mels"] + 2) / 2595.0) - 1.0)
+    widths = np.diff(points)
+    slopes = points[None, :] - freqs[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        down = -slopes[:, :-2] / widths[:-1]
+        up = slopes[:, 2:] / widths[1:]
+    bank = np.maximum(0.0, np.minimum(down, up))
+    return bool((np.nan_to_num(bank).max(axis=0) == 0).any())
 
 
 @dataclass(frozen=True)
@@ -84,32 +109,71 @@ class ShardOptions:
         return "mel" in self.formats
 
     def validate(self) -> None:
+        """Every option alone and together, before any work; library callers included."""
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or not self.formats:
             raise UsageError(
                 f"unknown --format {','.join(unknown)!r} (choose from {', '.join(FORMATS)})"
             )
+        if not 1000 <= self.sample_rate <= 384000:
+            raise UsageError(f"--sr {self.sample_rate} is not a usable sample rate (1000-384000)")
         if self.last not in LAST_POLICIES:
             raise UsageError(f"--last must be one of {', '.join(LAST_POLICIES)}")
         if not 0.0 <= self.min_last <= 1.0:
             raise UsageError("--min-last is a fraction of a segment, between 0 and 1")
         if self.hop is not None and self.segment is None:
             raise UsageError("--hop needs --segment")
+        for name in ("segment", "hop"):
+            value = getattr(self, name)
+            if value is not None and value < min_samples(self.sample_rate):
+                raise UsageError(f"--{name} of {value} samples is shorter than 10 ms")
         if "memmap" in self.formats and not self.fixed_length:
             raise UsageError("memmap needs fixed-length items: --segment with --last pad or drop")
-        if self.codec not in ("wav", "flac"):
-            raise UsageError("--codec must be wav or flac")
-        if self.hdf5_compression not in ("none", "lzf", "gzip"):
-            raise UsageError("--hdf5-compression must be none, lzf or gzip")
-        if self.mel_dtype not in ("float32", "float16", "uint8"):
-            raise UsageError("--mel-dtype must be float32, float16 or uint8")
-        if self.wants_mel and self.mel.get("sample_rate") != self.sample_rate:
-            raise UsageError("the mel sample rate must be --sr")
+        if self.codec not in CODECS:
+            raise UsageError(f"--codec must be one of {', '.join(CODECS)}")
+        if self.hdf5_compression not in HDF5_COMPRESSIONS:
+            raise UsageError(f"--hdf5-compression must be one of {', '.join(HDF5_COMPRESSIONS)}")
+        if self.mel_dtype not in MEL_DTYPES:
+            raise UsageError(f"--mel-dtype must be one of {', '.join(MEL_DTYPES)}")
+        if self.wants_mel or self.mel:
+            self._validate_mel()
         check_backend(self.backend, self.scheduler)
         for name in ("shard_size", "shard_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive")
+        if self.shuffle_seed < 0:
+            raise UsageError("--shuffle-seed must be 0 or more")
+        if self.jobs < 0:
+            raise UsageError("--jobs must be 0 (all cores) or more")
+
+    def _validate_mel(self) -> None:
+        mel = {**MEL_DEFAULTS, **self.mel}
+        if mel["sample_rate"] != self.sample_rate:
+            raise UsageError("the mel sample rate must be --sr")
+        for name in ("n_mels", "n_fft", "hop_length"):
+            if not isinstance(mel[name], int) or mel[name] < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a whole number, 1 or more")
+        nyquist = self.sample_rate / 2
+        f_min, f_max = mel["f_min"], mel["f_max"]
+        if not 0 <= f_min < f_max <= nyquist:
+            raise UsageError(
+                f"mel band --f-min {f_min:g} --f-max {f_max:g} Hz: need 0 <= f-min < f-max <= "
+                f"{nyquist:g} (half of --sr {self.sample_rate})"
+            )
+        if mel["log"] not in LOG_SCALES:
+            raise UsageError(f"--log must be one of {', '.join(LOG_SCALES)}")
+        if empty_mel_bands(mel):
+            raise UsageError(
+                f"--n-mels {mel['n_mels']} over {f_min:g}-{f_max:g} Hz with --n-fft "
+                f"{mel['n_fft']} leaves mel bands with no FFT bin in them (rows of nothing): "
+                "lower --n-mels or raise --n-fft"
+            )
+        if self.wants_mel and self.segment is not None and self.segment <= mel["n_fft"] // 2:
+            raise UsageError(
+                f"--segment of {self.segment} samples is too short for a mel with --n-fft "
+                f"{mel['n_fft']} (needs more than {mel['n_fft'] // 2})"
+            )
 
     def format_params(self, name: str) -> dict:
         """What a format's files depend on: stored in its format.json, compared on rerun."""
@@ -269,6 +333,95 @@ def _pad(samples: np.ndarray, start: int, length: int, options: ShardOptions) ->
     return np.ascontiguousarray(row)
 
 
+TEXT_DROPPED = "segments cut from longer transcribed files; no word timings"
+
+
+def write_failure(exc: OSError, path: Path | str) -> str:
+    """One line for an OS error met writing ``path`` (a write() error names no file;
+    HDF5 buries the errno in a paragraph of its own)."""
+    found = re.search(r"errno = (\d+)", str(exc))
+    if found:
+        reason = os.strerror(int(found.group(1)))
+    else:
+        reason = " ".join(str(exc.strerror or exc).split())
+    return f"cannot write {exc.filename or path}: {reason}"
+
+
+def _too_short_for_mel(rows: list[np.ndarray], options: ShardOptions) -> str | None:
+    """The reason a file's items cannot have a mel (torch's reflect padding needs more than
+    half an FFT), or None."""
+    n_fft = options.mel.get("n_fft", MEL_DEFAULTS["n_fft"])
+    shortest = min(len(r) for r in rows)
+    if shortest > n_fft // 2:
+        return None
+    return (
+        f"an item of {shortest} samples is too short for a mel with --n-fft {n_fft} "
+        f"(needs more than {n_fft // 2}; --min-last or --last drop leaves such tails out)"
+    )
+
+
+def _source_items(
+    src: ShardSource,
+    samples: np.ndarray,
+    out: Path,
+    options: ShardOptions,
+    item_formats: tuple[str, ...],
+    threads: int,
+    key_source: str,
+    first: int,
+) -> tuple[list[ItemMeta], list[np.ndarray], list[np.ndarray | None]] | str:
+    """One input's items (a whole file's, or one utterance's whose samples start at ``first``
+    in the file), written to the per-item formats; or why it yields none."""
+    sr = options.sample_rate
+    spans = plan_spans(len(samples), options.segment, options.hop, options.last, options.min_last)
+    if not spans:
+        return (
+            f"no item: {len(samples) / sr:.3f} s of audio is shorter than the --segment "
+            f"with --last {options.last}"
+            + (f" and --min-last {options.min_last:g}" if options.min_last else "")
+        )
+    rows = [_pad(samples, s.start, s.length, options) for s in spans]
+    if options.wants_mel:
+        reason = _too_short_for_mel(rows, options)
+        if reason:
+            return reason
+        mels = _compute_mels(rows, options, threads)
+    else:
+        mels = [None] * len(rows)
+    # a transcript belongs to the whole file (or utterance): a part does not hold all its words
+    whole = spans == [Span(0, len(samples))]
+    fields = dict(src.fields)
+    text_dropped = "text" in fields and not whole
+    if text_dropped:
+        del fields["text"]
+    metas, stored_mels = [], []
+    for index, (span, row, mel) in enumerate(zip(spans, rows, mels, strict=True)):
+        stored_mel, mel_fields = (None, {}) if mel is None else to_storage(mel, options.mel_dtype)
+        meta = ItemMeta(
+            key=item_key(key_source, index),
+            source=src.source,
+            index=index,
+            start=first + span.start,
+            num_samples=span.length,
+            stored_samples=len(row),
+            sample_rate=sr,
+            fields=dict(fields),
+            mel_fields=mel_fields,
+            mel_shape=None if stored_mel is None else tuple(stored_mel.shape),
+            text_dropped=text_dropped,
+        )
+        for name in item_formats:
+            writer = ITEM_WRITERS[name]
+            target = out / name / writer.relative_path(meta)
+            try:
+                meta.hashes[name] = writer.write_item(out / name, meta, row, stored_mel, options)
+            except OSError as exc:
+                return write_failure(exc, target)
+        metas.append(meta)
+        stored_mels.append(stored_mel)
+    return metas, rows, stored_mels
+
+
 def _shard_batch(
     sources: list[ShardSource],
     out: Path,
@@ -278,7 +431,10 @@ def _shard_batch(
     stage: bool,
     threads: int,
 ) -> tuple[list[ItemMeta], list[Entry]]:
-    """Worker side: decode each source once, cut it, write per-item files, stage the rest."""
+    """Worker side: decode each source once, cut it, write per-item files, stage the rest.
+
+    A file that cannot be read, cut or written is one line in the errors, and none of its
+    items is kept; the other files go on."""
     items, errors, audio_parts, mel_parts = [], [], [], []
     audio_at = mel_at = 0
     batch_name = hashlib.sha1("\n".join(s.source for s in sources).encode()).hexdigest()[:16]
@@ -303,42 +459,14 @@ def _shard_batch(
             except SpanError as exc:
                 errors.append({"source": src.source, "reason": f"manifest entry: {exc}"})
                 continue
-            spans = plan_spans(
-                len(samples), options.segment, options.hop, options.last, options.min_last
+            result = _source_items(
+                src, samples, out, options, item_formats, threads, key_source, first
             )
-            if not spans:
-                errors.append(
-                    {
-                        "source": src.source,
-                        "reason": f"no item: {len(samples) / sr:.3f} s of audio is shorter "
-                        f"than the --segment with --last {options.last}",
-                    }
-                )
+            if isinstance(result, str):
+                errors.append({"source": src.source, "reason": result})
                 continue
-            rows = [_pad(samples, s.start, s.length, options) for s in spans]
-            mels = (
-                _compute_mels(rows, options, threads) if options.wants_mel else [None] * len(rows)
-            )
-            for index, (span, row, mel) in enumerate(zip(spans, rows, mels, strict=True)):
-                stored_mel, mel_fields = (
-                    to_storage(mel, options.mel_dtype) if mel is not None else (None, {})
-                )
-                meta = ItemMeta(
-                    key=item_key(key_source, index),
-                    source=src.source,
-                    index=index,
-                    start=first + span.start,
-                    num_samples=span.length,
-                    stored_samples=len(row),
-                    sample_rate=sr,
-                    fields=dict(src.fields),
-                    mel_fields=mel_fields,
-                    mel_shape=None if stored_mel is None else tuple(stored_mel.shape),
-                )
-                for name in item_formats:
-                    meta.hashes[name] = ITEM_WRITERS[name].write_item(
-                        out / name, meta, row, stored_mel, options
-                    )
+            metas, rows, stored_mels = result
+            for meta, row, stored_mel in zip(metas, rows, stored_mels, strict=True):
                 if stage:
                     meta.staged = batch_name
                     meta.audio_at, meta.mel_at = audio_at, mel_at
@@ -349,9 +477,19 @@ def _shard_batch(
                         mel_at += stored_mel.size
                 items.append(meta)
     if stage and audio_parts:
-        np.save(staging / f"{batch_name}.audio.npy", np.concatenate(audio_parts))
-        if mel_parts:
-            np.save(staging / f"{batch_name}.mel.npy", np.concatenate(mel_parts))
+        target = staging / f"{batch_name}.audio.npy"
+        try:
+            save_npy(target, np.concatenate(audio_parts))
+            if mel_parts:
+                target = staging / f"{batch_name}.mel.npy"
+                save_npy(target, np.concatenate(mel_parts))
+        except OSError as exc:  # every file of the batch loses its staged items
+            reason = write_failure(exc, target)
+            for name in (f"{batch_name}.audio.npy", f"{batch_name}.mel.npy"):
+                (staging / name).unlink(missing_ok=True)  # room for the others
+            failed = sorted({m.source for m in items})
+            errors += [{"source": source, "reason": reason} for source in failed]
+            items = []
     return items, errors
 
 
@@ -381,15 +519,53 @@ class ShardSummary:
     wall_seconds: float = 0.0
     errors: list[Entry] = field(default_factory=list)
 
+    text_dropped: int = 0
+
     def line(self) -> str:
-        parts = [
-            f"{self.sources} sources -> {self.items} items ({self.audio_seconds / 3600:.2f} h)"
-        ]
+        if self.written_formats:
+            parts = [
+                f"{_count(self.sources, 'source')} -> {_count(self.items, 'item')} "
+                f"({_span_text(self.audio_seconds)})"
+            ]
+        elif self.done_formats:
+            parts = [f"{_count(self.sources, 'source')}; nothing to write"]
+        else:
+            parts = [f"{_count(self.sources, 'source')} -> no item; no format written"]
         parts += [f"{name}: {text}" for name, text in self.written_formats.items()]
+        if self.text_dropped:
+            parts.append(f"text left off {_count(self.text_dropped, 'item')} ({TEXT_DROPPED})")
         if self.done_formats:
             parts.append(f"already complete: {', '.join(self.done_formats)}")
         parts.append(f"failed {self.failed}; {self.wall_seconds:.1f} s wall")
         return "; ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _span_text(seconds: float) -> str:
+    """Audio time at a scale that does not round a small set to nothing."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _read_format_json(path: Path) -> dict | None:
+    """A format.json as a dict; None (with a warning) when it is not one: the format is
+    then treated as not done and rebuilt."""
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not JSON"
+        log.warning("%s: %s; rebuilding %s", path, reason, path.parent.name)
+        return None
+    if not isinstance(existing, dict):
+        log.warning("%s: not a JSON object; rebuilding %s", path, path.parent.name)
+        return None
+    return existing
 
 
 def _format_state(folder: Path, params: dict, fingerprint: str, overwrite: bool) -> str:
@@ -398,18 +574,19 @@ def _format_state(folder: Path, params: dict, fingerprint: str, overwrite: bool)
     wanted = json.dumps({"params": params, "input": fingerprint}, sort_keys=True)
     if overwrite and folder.exists():
         shutil.rmtree(folder)
-    if fmt_file.exists():
-        existing = json.loads(fmt_file.read_text(encoding="utf-8"))
+    if fmt_file.exists() or fmt_file.is_symlink():
+        existing = _read_format_json(fmt_file) or {}
         found = json.dumps(
             {"params": existing.get("params"), "input": existing.get("input")}, sort_keys=True
         )
         if found == wanted:
             return "done"
-        shutil.rmtree(folder)  # made from other inputs or settings: rebuilt whole
-    elif params_file.exists() and params_file.read_text(encoding="utf-8") != wanted:
+        shutil.rmtree(folder)  # made from other inputs or settings, or unreadable: rebuilt
+    elif params_file.exists() and params_file.read_bytes() != wanted.encode("utf-8"):
         shutil.rmtree(folder)  # an interrupted run with other settings
     folder.mkdir(parents=True, exist_ok=True)
-    params_file.write_text(wanted, encoding="utf-8")
+    with naming(params_file):
+        params_file.write_text(wanted, encoding="utf-8")
     return "todo"
 
 
@@ -470,6 +647,14 @@ def _common_fields(meta: ItemMeta) -> Entry:
     return entry
 
 
+def _input_folders(src: Path | str, sources: list[ShardSource]) -> tuple[Path | str, set]:
+    """SRC's own folder (a manifest's folder), and the folders the listed audio is in."""
+    if is_url(src):
+        return src, set()
+    root = source_root(src) if src.is_file() else src
+    return root, {s.path.parent for s in sources if not is_url(s.path)}
+
+
 def shard(
     src: str | os.PathLike[str], out: str | os.PathLike[str], options: ShardOptions
 ) -> ShardSummary:
@@ -482,42 +667,79 @@ def shard(
     remote = is_url(out)
     if remote:
         _check_remote_out(out, options)
+    sources = read_inputs(src)
+    if not sources:
+        raise SourceError(f"{src}: no audio files to shard")
+    root, folders = _input_folders(src, sources)
+    check_out(out, root, folders)
     with locked_out(out):
-        return _shard_held(src, out, options, started)
+        return _shard_held(out, options, sources, started)
 
 
 def _shard_held(
-    src: Path | str, out: Path | str, options: ShardOptions, started: float
+    out: Path | str, options: ShardOptions, sources: list[ShardSource], started: float
 ) -> ShardSummary:
     """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
     remote = is_url(out)
-    sources = read_inputs(src)
     fingerprint = input_fingerprint(sources)
-    state_of = _remote_format_state if remote else _format_state
-    states = {
-        name: state_of(
-            storage.join(out, name), options.format_params(name), fingerprint, options.overwrite
-        )
-        for name in options.formats
-    }
-    summary = ShardSummary(sources=len(sources))
-    summary.done_formats = [n for n, s in states.items() if s == "done"]
-    todo = [n for n, s in states.items() if s == "todo"]
-    if not todo:  # nothing to write; the last run's failures still stand
-        if remote:
-            summary.errors = storage.read_manifest_url(storage.join(out, ERRORS))
-        elif (out / ERRORS).exists():
-            summary.errors = list(iter_manifest(out / ERRORS))
-        summary.failed = len(summary.errors)
-        summary.wall_seconds = time.perf_counter() - started
-        return summary
+    staging = None
+    where: Path | str = out  # what was being written, for a one-line OS error
+    try:
+        state_of = _remote_format_state if remote else _format_state
+        states = {}
+        for name in options.formats:
+            where = storage.join(out, name)
+            states[name] = state_of(
+                where, options.format_params(name), fingerprint, options.overwrite
+            )
+        summary = ShardSummary(sources=len(sources))
+        summary.done_formats = [n for n, s in states.items() if s == "done"]
+        todo = [n for n, s in states.items() if s == "todo"]
+        if not todo:  # nothing to write; the last run's failures still stand
+            if remote:
+                summary.errors = storage.read_manifest_url(storage.join(out, ERRORS))
+            elif (out / ERRORS).exists():
+                summary.errors = list(iter_manifest(out / ERRORS))
+            summary.failed = len(summary.errors)
+            summary.wall_seconds = time.perf_counter() - started
+            return summary
 
-    if remote:  # the items are staged on this machine, then streamed into shards
-        staging = Path(tempfile.mkdtemp(prefix="audioprep-staging-"))
-    else:
-        staging = out / STAGING
+        if remote:  # the items are staged on this machine, then streamed into shards
+            staging = Path(tempfile.mkdtemp(prefix="audioprep-staging-"))
+        else:
+            staging = where = out / STAGING
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+        items, errors = _run_workers(sources, out, staging, options, todo)
+        summary.text_dropped = sum(m.text_dropped for m in items)
+        rows = StagedRows(staging)
+        for name in todo if items else []:  # no item at all: no empty set marked complete
+            where = storage.join(out, name)
+            summary.written_formats[name] = _write_format(
+                name, where, items, rows, options, fingerprint
+            )
+        rows.close()
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        where = storage.join(out, ERRORS)
+        with naming(where):
+            _write_manifest(out, ERRORS, errors)
+    except OSError as exc:
+        raise RunError(write_failure(exc, where)) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    summary.items = len(items)
+    summary.audio_seconds = sum(m.num_samples for m in items) / options.sample_rate
+    summary.failed = len(errors)
+    summary.errors = errors
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_workers(
+    sources: list[ShardSource], out: Path, staging: Path, options: ShardOptions, todo: list[str]
+) -> tuple[list[ItemMeta], list[Entry]]:
+    """Pass 1 over every source; the items in a deterministic order and the failures."""
     item_formats = tuple(n for n in todo if n in ITEM_WRITERS)
     aggregate = [n for n in todo if n in AGGREGATE_WRITERS]
     with Workers(options.jobs, options.backend, options.scheduler) as workers:
@@ -536,57 +758,59 @@ def _shard_held(
         (e for _, batch_errors in results for e in batch_errors),
         key=lambda e: (e["source"], e["reason"]),
     )
-    errors += duplicates
+    return items, errors + duplicates
 
-    rows = StagedRows(staging)
-    for name in todo:
-        folder = storage.join(out, name)
-        writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
-        if name in AGGREGATE_WRITERS:
-            locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)
-            if "files" not in extra:
-                extra["files"] = fingerprint_files(folder, [extra["file"]])
-        else:
-            locations = [{**writer.location(m), "sha256": m.hashes[name]} for m in items]
-            extra = {}
-        entries = []
-        for meta, location in zip(items, locations, strict=True):
-            entry = _common_fields(meta)
-            entry.update(location)
-            if name in ("mel", "webdataset", "hdf5"):
-                entry.update(meta.mel_fields)
-            entries.append(entry)
+
+def _write_format(
+    name: str,
+    folder: Path | str,
+    items: list[ItemMeta],
+    rows: StagedRows,
+    options: ShardOptions,
+    fingerprint: str,
+) -> str:
+    """Pass 2 for one format: its aggregate files, manifest and format.json; its summary."""
+    writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
+    if name in AGGREGATE_WRITERS:
+        locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)
+        if "files" not in extra:
+            extra["files"] = fingerprint_files(folder, [extra["file"]])
+    else:
+        locations = [{**writer.location(m), "sha256": m.hashes[name]} for m in items]
+        extra = {}
+    entries = []
+    for meta, location in zip(items, locations, strict=True):
+        entry = _common_fields(meta)
+        entry.update(location)
+        if name in ("mel", "webdataset", "hdf5"):
+            entry.update(meta.mel_fields)
+        entries.append(entry)
+    with naming(storage.join(folder, "manifest.jsonl")):
         _write_manifest(folder, "manifest.jsonl", entries)
-        params = options.format_params(name)
-        text = extra.pop("summary", f"{len(items)} items")
-        if options.wants_mel and options.mel_dtype == "uint8" and "mel" in params:
-            extra["mel_uint8_max_error"] = _uint8_error(items)
-        fmt = {
-            "format": name,
-            "version": FORMAT_VERSION,
-            **params,
-            "num_items": len(items),
-            **extra,
-            "params": params,
-            "input": fingerprint,
-        }
-        fmt_text = json.dumps(fmt, indent=2) + "\n"
-        if remote:
-            storage.write_bytes(storage.join(folder, "format.json"), fmt_text.encode("utf-8"))
-        else:
-            with atomic_path(folder / "format.json") as tmp:
-                tmp.write_text(fmt_text, encoding="utf-8")
-            (folder / ".params.json").unlink(missing_ok=True)
-        summary.written_formats[name] = text
-    rows.close()
-    shutil.rmtree(staging, ignore_errors=True)
-    _write_manifest(out, ERRORS, errors)
-    summary.items = len(items)
-    summary.audio_seconds = sum(m.num_samples for m in items) / options.sample_rate
-    summary.failed = len(errors)
-    summary.errors = errors
-    summary.wall_seconds = time.perf_counter() - started
-    return summary
+    params = options.format_params(name)
+    text = extra.pop("summary", _count(len(items), "item"))
+    if options.wants_mel and options.mel_dtype == "uint8" and "mel" in params:
+        extra["mel_uint8_max_error"] = _uint8_error(items)
+    dropped = sum(m.text_dropped for m in items)
+    if dropped:
+        extra.update(text_dropped=TEXT_DROPPED, text_dropped_items=dropped)
+    fmt = {
+        "format": name,
+        "version": FORMAT_VERSION,
+        **params,
+        "num_items": len(items),
+        **extra,
+        "params": params,
+        "input": fingerprint,
+    }
+    fmt_text = json.dumps(fmt, indent=2) + "\n"
+    if is_url(folder):
+        storage.write_bytes(storage.join(folder, "format.json"), fmt_text.encode("utf-8"))
+    else:
+        with naming(folder / "format.json"), atomic_path(folder / "format.json") as tmp:
+            tmp.write_text(fmt_text, encoding="utf-8")
+        (folder / ".params.json").unlink(missing_ok=True)
+    return text
 
 
 __all__ = ["ShardOptions", "ShardSummary", "shard"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import resource
+import signal
 import subprocess
 import sys
 
@@ -21,7 +25,8 @@ from loaders.mel import LogMel
 from loaders.mel_storage import from_storage
 from manifests import read_manifest, validate_manifest
 from prep.convert import ConvertOptions, convert
-from prep.segmenting import item_key, parse_duration, plan_spans
+from prep.errors import UsageError
+from prep.segmenting import Span, item_key, parse_duration, plan_spans
 from prep.shard import ShardOptions, shard
 
 MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80,
@@ -33,21 +38,40 @@ ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
 @given(
     n=st.integers(0, 5000),
     segment=st.integers(1, 700),
-    hop_fraction=st.floats(0.1, 1.0),
+    hop_fraction=st.floats(0.1, 3.0),
     last=st.sampled_from(["pad", "drop", "keep"]),
+    min_last=st.sampled_from([0.0, 0.3, 1.0]),
 )
-def test_segment_plan_properties(n, segment, hop_fraction, last):
+def test_segment_plan_properties(n, segment, hop_fraction, last, min_last):
     hop = max(1, int(segment * hop_fraction))
-    spans = plan_spans(n, segment, hop, last)
+    spans = plan_spans(n, segment, hop, last, min_last)
     assert [s.start for s in spans] == [i * hop for i in range(len(spans))]
     assert all(s.length == segment for s in spans[:-1])
     assert all(0 < s.length <= segment and s.start + s.length <= n for s in spans)
+    assert all(s.length >= min_last * segment for s in spans)
     covered = spans[-1].start + spans[-1].length if spans else 0
-    if last != "drop":
+    if last != "drop" and min_last == 0 and hop <= segment:
         assert covered == n  # nothing at the end is lost
-    if hop == segment and last == "keep":
+    if hop > segment and spans:  # gaps are allowed, but only between items
+        assert spans[-1].start + hop >= n or spans[-1].start + hop + segment > n
+    if hop == segment and last == "keep" and min_last == 0:
         flat = [i for s in spans for i in range(s.start, s.start + s.length)]
         assert flat == list(range(n))  # every sample exactly once, in order
+
+
+def test_hop_longer_than_segment_leaves_gaps_and_no_negative_item():
+    # 48000 samples, 8000 per item every 32000: items at 0 and 32000; the end is in a gap
+    assert plan_spans(48000, 8000, 32000, "keep") == [Span(0, 8000), Span(32000, 8000)]
+    assert plan_spans(36000, 8000, 32000, "keep") == [Span(0, 8000), Span(32000, 4000)]
+    assert plan_spans(36000, 8000, 32000, "drop") == [Span(0, 8000)]
+    assert plan_spans(20000, 8000, 32000, "pad") == [Span(0, 8000)]
+    assert plan_spans(8000, 8000, 32000, "keep") == [Span(0, 8000)]  # exactly one segment
+    assert plan_spans(5000, 8000, 32000, "keep") == [Span(0, 5000)]  # shorter than one
+
+
+def test_min_last_applies_to_keep_too():
+    assert [s.length for s in plan_spans(250, 100, None, "keep", min_last=0.6)] == [100, 100]
+    assert [s.length for s in plan_spans(50, 100, None, "keep", min_last=0.6)] == []
 
 
 def test_min_last_drops_short_tails_even_with_pad():
@@ -59,13 +83,16 @@ def test_min_last_drops_short_tails_even_with_pad():
 
 @pytest.mark.parametrize(
     ("text", "samples"),
-    [("5s", 80000), ("2.5s", 40000), ("500ms", 8000), ("80000", 80000), (".5s", 8000)],
-)
+    [("5s", 80000), ("2.5s", 40000), ("500ms", 8000), ("80000samples", 80000), (".5s", 8000),
+     ("10ms", 160), ("160 samples", 160), ("1S", 16000)],
+)  # fmt: skip
 def test_parse_duration(text, samples):
     assert parse_duration(text, 16000) == samples
 
 
-@pytest.mark.parametrize("bad", ["5 minutes", "-1s", "0s", "1.5", ""])
+@pytest.mark.parametrize(
+    "bad", ["5 minutes", "-1s", "0s", "1.5", "", "80000", "5", "9ms", "159samples", "1.5samples"]
+)
 def test_parse_duration_refuses_nonsense(bad):
     with pytest.raises(ValueError):
         parse_duration(bad, 16000)
@@ -295,14 +322,73 @@ def test_a_manifest_line_pointing_at_nothing_is_reported(converted, tmp_path):
     ("args", "message"),
     [
         (["--format", "parquet"], "unknown --format"),
+        (["--format", " , "], "unknown --format"),
         (["--format", "memmap"], "memmap needs fixed-length items"),
         (["--segment", "5 minutes"], "is not a duration"),
-        (["--segment", "1s", "--last", "maybe"], "--last must be one of"),
+        (["--segment", "5"], "has no unit"),
+        (["--segment", "1s", "--hop", "2"], "has no unit"),
+        (["--segment", "5ms"], "shorter than 10 ms"),
+        (["--segment", "1s", "--hop", "1ms"], "shorter than 10 ms"),
+        (["--hop", "1s"], "--hop needs --segment"),
+        (["--segment", "1s", "--last", "maybe"], "'--last'"),
+        (["--sr", "0"], "'--sr'"),
+        (["--sr", "999"], "'--sr'"),
+        (["--n-fft", "0"], "'--n-fft'"),
+        (["--hop-length", "0"], "'--hop-length'"),
+        (["--n-mels", "0"], "'--n-mels'"),
+        (["--f-min", "9000", "--f-max", "8000"], "f-min < f-max"),
+        (["--f-max", "9000"], "half of --sr"),
+        (["--f-max", "nan"], "half of --sr"),
+        (["--format", "mel", "--segment", "1s", "--n-mels", "128"], "no FFT bin"),
+        (["--format", "mel", "--segment", "10ms"], "too short for a mel"),
+        (["--log", "foo"], "'--log'"),
+        (["--mel-dtype", "int8"], "'--mel-dtype'"),
+        (["--shard-bytes", "inf"], "not a size"),
+        (["--shard-bytes", "0"], "not a size"),
+        (["--shard-bytes", "-5MB"], "not a size"),
+        (["--shard-size", "0"], "'--shard-size'"),
+        (["-j", "-3"], "'-j' / '--jobs'"),
+        (["--min-last", "1.5"], "'--min-last'"),
+        (["--min-last", "nan"], "--min-last"),
+        (["--shuffle-seed", "-1"], "'--shuffle-seed'"),
+        (["--codec", "mp3"], "'--codec'"),
+        (["--hdf5-compression", "zstd"], "'--hdf5-compression'"),
+        (["--no-such-option"], "No such option"),
     ],
 )
 def test_nonsense_options_are_refused_in_one_line(converted, tmp_path, args, message):
     proc = run_prep("shard", str(converted), str(tmp_path / "o"), *args)
-    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # before any work
+
+
+def test_library_callers_are_checked_too(converted, tmp_path):
+    bad = [
+        ShardOptions(sample_rate=1),
+        ShardOptions(segment=5),
+        ShardOptions(segment=16000, hop=3),
+        ShardOptions(formats=("mel",), mel={**MEL, "n_mels": 0}),
+        ShardOptions(formats=("mel",), mel={**MEL, "f_max": 9000.0}),
+        ShardOptions(shuffle_seed=-1),
+        ShardOptions(jobs=-3),
+    ]
+    for options in bad:
+        with pytest.raises(UsageError):
+            shard(converted, tmp_path / "o", options)
+    assert not (tmp_path / "o").exists()
+
+
+def test_format_names_take_any_case_spaces_and_repeats(converted, tmp_path):
+    args = ["--format", "HDF5, hdf5 ,segments", "--segment", "2s", "--last", "PAD", "-j", "1"]
+    proc = run_prep("shard", str(converted), str(tmp_path / "o"), *args)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "errors.jsonl",
+        "hdf5",
+        "segments",
+    ]
+    assert "hdf5: 14 items; segments: 14 items" in proc.stderr
 
 
 def test_formats_without_mel_do_not_import_torch():
@@ -355,3 +441,264 @@ def test_webdataset_shards_load_with_hugging_face_datasets(sharded):
         "txt",
         "wav",
     }
+
+
+def _listing(folder):
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_out_overlapping_src_is_refused_and_nothing_is_touched(converted, tmp_path):
+    sh = tmp_path / "sh"
+    run_prep("shard", str(converted), str(sh), "--segment", "1s", "-j", "1", check=True)
+    (tmp_path / "link").symlink_to(sh / "segments")
+    before, conv_before = _listing(sh), _listing(converted)
+    cases = [
+        ([str(sh / "segments"), str(sh)], "is inside OUT"),  # SRC inside OUT: was wiped
+        ([str(sh / "segments" / "manifest.jsonl"), str(sh)], "is inside OUT"),
+        ([str(tmp_path / "link"), str(sh)], "is inside OUT"),  # through a symlink
+        ([str(converted), str(converted)], "inside the source folder"),
+        ([str(converted), str(converted / "shards")], "inside the source folder"),
+        ([str(converted / "manifest.jsonl"), str(converted / "x")], "inside the source folder"),
+    ]
+    for args, message in cases:
+        proc = run_prep("shard", *args, "--segment", "500ms")
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1
+    assert _listing(sh) == before and _listing(converted) == conv_before
+
+
+def test_a_manifest_listing_audio_inside_out_is_refused(converted, tmp_path):
+    out = tmp_path / "o"
+    (out / "audio").mkdir(parents=True)
+    wav = next(converted.rglob("*.wav"))
+    (out / "audio" / "a.wav").write_bytes(wav.read_bytes())
+    manifest = tmp_path / "lists" / "list.jsonl"
+    manifest.parent.mkdir()
+    manifest.write_text(json.dumps({"audio_filepath": "../o/audio/a.wav"}) + "\n")
+    proc = run_prep("shard", str(manifest), str(out))
+    assert proc.returncode == 2 and "is inside OUT" in proc.stderr
+
+
+def test_bench_out_and_src_must_be_apart(tmp_path):
+    make_file(tmp_path / "raw" / "a.flac", seconds=0.5, sr=16000, channels=1)
+    proc = run_prep("bench", "--src", str(tmp_path / "raw"), "--out", str(tmp_path / "raw" / "b"))
+    assert proc.returncode == 2 and "inside the source folder" in proc.stderr
+
+
+def test_out_that_is_a_file_or_read_only_is_one_line(converted, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out, message in [
+        (tmp_path / "file", "is a file, not a folder"),
+        (tmp_path / "file" / "sub", "is a file, not a folder"),
+    ]:
+        for command in ("shard", "convert"):
+            proc = run_prep(command, str(converted), str(out))
+            assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+            assert proc.stderr.count("\n") == 1
+    with _read_only_folder(tmp_path / "ro") as folder:
+        for command in ("shard", "convert"):
+            proc = run_prep(command, str(converted), str(folder / "out"))
+            assert proc.returncode == 2 and "cannot be written" in proc.stderr, proc.stderr
+
+
+@contextlib.contextmanager
+def _read_only_folder(path):
+    """A folder this process cannot write: a read-only mount for root, else mode 0555."""
+    path.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
+                          capture_output=True).returncode:  # fmt: skip
+            pytest.skip("root, and no read-only mount here")
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+    else:
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def transcribed(tmp_path_factory):
+    """A 3.4 s file and a 0.6 s file, each with a transcript, and a labelled one."""
+    root = tmp_path_factory.mktemp("tx")
+    for name, seconds in [("long", 3.4), ("short", 0.6), ("other", 2.2)]:
+        make_file(root / "audio" / f"{name}.wav", seconds=seconds, sr=16000, channels=1)
+    lines = [
+        {"audio_filepath": "audio/long.wav", "text": "the whole long sentence"},
+        {"audio_filepath": "audio/short.wav", "text": "short"},
+        {"audio_filepath": "audio/other.wav", "label": "dog"},
+    ]
+    (root / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return root / "m.jsonl"
+
+
+def test_segments_of_a_transcribed_file_carry_no_transcript(transcribed, tmp_path):
+    out = tmp_path / "o"
+    formats = ("segments", "mel", "webdataset", "hdf5", "memmap")
+    summary = shard(transcribed, out, ShardOptions(formats=formats, segment=16000, mel=MEL, jobs=1))
+    assert summary.failed == 0 and summary.text_dropped == 4
+    assert "text left off 4 items" in summary.line()
+    for name in formats:
+        entries = read_manifest(out / name / "manifest.jsonl")
+        texts = {(e["source"], e["offset"]): e.get("text") for e in entries}
+        assert texts[("audio/short.wav", 0.0)] == "short"  # the whole file: its transcript
+        assert [t for (src, _), t in texts.items() if src == "audio/long.wav"] == [None] * 4
+        assert {e.get("label") for e in entries if e["source"] == "audio/other.wav"} == {"dog"}
+        fmt = json.loads((out / name / "format.json").read_text())
+        assert "no word timings" in fmt["text_dropped"] and fmt["text_dropped_items"] == 4
+    tars = sorted(str(p) for p in (out / "webdataset").glob("*.tar"))
+    for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        expected = b"short" if meta["source"] == "audio/short.wav" else b""
+        assert sample["txt"] == expected and ("text" in meta) == bool(expected)
+    whole = shard(transcribed, tmp_path / "w", ShardOptions(formats=("hdf5",), jobs=1))
+    texts = [e.get("text") for e in read_manifest(tmp_path / "w" / "hdf5" / "manifest.jsonl")]
+    assert whole.text_dropped == 0 and texts == ["the whole long sentence", None, "short"]
+
+
+def test_hop_longer_than_segment_on_the_command_line(converted, tmp_path):
+    proc = run_prep("shard", str(converted), str(tmp_path / "o"), "--segment", "500ms", "--hop",
+                    "2s", "--last", "keep", "--format", "segments,hdf5", "-j", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for name in ("segments", "hdf5"):
+        entries = read_manifest(tmp_path / "o" / name / "manifest.jsonl")
+        assert all(0 < e["num_samples"] <= 8000 for e in entries)
+        assert all(e["offset"] * 2 == int(e["offset"] * 2) for e in entries)
+
+
+def test_summary_counts_what_was_written(converted, tmp_path):
+    proc = run_prep("shard", str(converted), str(tmp_path / "o"), "--segment", "1s",
+                    "--format", "webdataset,memmap", "-j", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    n = len(read_manifest(tmp_path / "o" / "memmap" / "manifest.jsonl"))
+    fmt = json.loads((tmp_path / "o" / "webdataset" / "format.json").read_text())
+    assert fmt["num_shards"] == 1 and fmt["samples_per_shard"] == n == fmt["last_shard_samples"]
+    assert f"5 sources -> {n} items" in proc.stderr
+    assert f"webdataset: 1 shard of {n} items; memmap: {n} items" in proc.stderr
+    again = run_prep("shard", str(converted), str(tmp_path / "o"), "--segment", "1s",
+                     "--format", "webdataset,memmap", "-j", "1")  # fmt: skip
+    assert "nothing to write; already complete: webdataset, memmap" in again.stderr
+    sized = run_prep("shard", str(converted), str(tmp_path / "p"), "--segment", "1s",
+                     "--format", "webdataset", "--shard-size", "7", "-j", "1")  # fmt: skip
+    last = n - 7 * (n // 7)
+    assert f"{-(-n // 7)} shards of 7 items (last {last}), {n} items in all" in sized.stderr
+
+
+@pytest.mark.parametrize("content", ["not json", "[1]", "", "\xff"])
+def test_a_corrupt_format_json_is_rebuilt(converted, tmp_path, content):
+    out = tmp_path / "o"
+    options = ShardOptions(formats=("segments", "memmap"), segment=32000, jobs=1)
+    shard(converted, out, options)
+    good = (out / "memmap" / "format.json").read_bytes()
+    (out / "memmap" / "format.json").write_bytes(content.encode("latin-1"))
+    proc = run_prep("shard", str(converted), str(out), "--segment", "2s",
+                    "--format", "segments,memmap", "-j", "1")  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "memmap/format.json" in proc.stderr and "rebuilding memmap" in proc.stderr
+    assert "already complete: segments" in proc.stderr
+    assert (out / "memmap" / "format.json").read_bytes() == good
+
+
+def test_empty_src_and_only_broken_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_prep("shard", str(tmp_path / "empty"), str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no audio files" in proc.stderr
+    assert not (tmp_path / "o").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.wav").write_bytes(b"RIFF nonsense")
+    (broken / "b.mp3").write_bytes(b"")
+    proc = run_prep("shard", str(broken), str(tmp_path / "b"), "--format", "segments,hdf5")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "no format written" in proc.stderr
+    assert len(read_manifest(tmp_path / "b" / "errors.jsonl")) == 2
+    assert not (tmp_path / "b" / "hdf5" / "format.json").exists()  # no empty set "complete"
+
+
+def test_mixed_sample_rates_are_resampled_to_sr(tmp_path):
+    for name, sr in [("a.flac", 8000), ("b.wav", 44100), ("c.ogg", 22050)]:
+        make_file(tmp_path / "raw" / name, seconds=1.0, sr=sr, channels=1)
+    summary = shard(tmp_path / "raw", tmp_path / "o",
+                    ShardOptions(formats=("memmap",), segment=8000, jobs=1))  # fmt: skip
+    assert summary.failed == 0
+    entries = read_manifest(tmp_path / "o" / "memmap" / "manifest.jsonl")
+    assert [e["source"] for e in entries if e["source"] != "c.ogg"] == ["a.flac"] * 2 + [
+        "b.wav"
+    ] * 2
+
+
+def test_an_item_too_short_for_the_mel_is_named(tmp_path):
+    make_file(tmp_path / "raw" / "ok.wav", seconds=1.0, sr=16000, channels=1)
+    make_file(tmp_path / "raw" / "tiny.wav", seconds=0.005, sr=16000, channels=1)
+    proc = run_prep(
+        "shard", str(tmp_path / "raw"), str(tmp_path / "o"), "--format", "mel", "-j", "1"
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = read_manifest(tmp_path / "o" / "errors.jsonl")
+    assert [e["source"] for e in errors] == ["tiny.wav"] and "too short for a mel" in errors[0][
+        "reason"
+    ]
+
+
+def _file_size_limit(limit):
+    """A child that may write no file bigger than ``limit`` bytes: writes past it fail
+    with EFBIG (SIGXFSZ, which would kill it instead, is ignored)."""
+
+    def limit_writes():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+@pytest.mark.parametrize(
+    ("formats", "jobs", "where"),
+    [
+        ("segments", "2", "errors.jsonl"),  # each item fails in a worker, listed
+        ("hdf5", "1", "errors.jsonl"),  # the staged batch fails in the worker
+        ("memmap", "2", "errors.jsonl"),
+    ],
+)
+def test_a_write_failure_is_one_line_naming_the_file(tmp_path, formats, jobs, where):
+    make_file(tmp_path / "raw" / "a.flac", seconds=12.0, sr=16000, channels=1)
+    make_file(tmp_path / "raw" / "b.flac", seconds=12.0, sr=16000, channels=1)
+    proc = run_prep("shard", str(tmp_path / "raw"), str(tmp_path / "o"), "--segment", "10s",
+                    "--format", formats, "-j", jobs,
+                    preexec_fn=_file_size_limit(300_000))  # fmt: skip
+    assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        "File too large" in proc.stderr or "File too large" in (tmp_path / "o" / where).read_text()
+    )
+    assert not [p for p in (tmp_path / "o").rglob("*partial*")]
+    assert not (tmp_path / "o" / ".staging").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_file(converted, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("needs root and a tmpfs mount")
+    try:
+        for formats in ("segments", "hdf5", "webdataset", "memmap", "mel"):
+            out = disk / formats
+            proc = run_prep("shard", str(converted), str(out), "--segment", "2s",
+                            "--format", formats, "-j", "2")  # fmt: skip
+            assert "Traceback" not in proc.stderr and proc.returncode in (1, 2), proc.stderr
+            text = proc.stderr + (
+                (out / "errors.jsonl").read_text() if proc.returncode == 1 else ""
+            )
+            assert "No space left on device" in text, text
+            assert proc.returncode == 1 or proc.stderr.count("\n") == 1
+            assert not [p for p in out.rglob("*partial*")] and not (out / ".staging").exists()
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

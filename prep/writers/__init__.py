@@ -47,6 +47,7 @@ class ItemMeta:
     staged: str | None = None
     audio_at: int = 0
     mel_at: int = 0
+    text_dropped: bool = False  # a transcript of the whole file, left off a part of it
 
 
 class StagedRows:

@@ -8,8 +8,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from manifests import atomic_path, is_url
+import numpy as np
+
+from manifests import atomic_path, is_url, naming
 from prep.storage import filesystem, join
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through plain writes: a full disk raises ENOSPC (``ndarray.tofile``
+    only says how many bytes it wrote)."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array(_PlainWrites(fh), array, allow_pickle=False)
+
+
+class _PlainWrites:
+    """Only ``write``: numpy then writes in chunks instead of ``tofile``."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.write = fh.write
 
 
 def write_once(path: Path, data: bytes) -> str:
@@ -41,8 +57,11 @@ class _HashingFile:
         self._fh = fh
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.abandoned = False
 
     def write(self, data: bytes) -> int:
+        if self.abandoned:  # a writer flushing from its __del__ after a failure
+            return len(data)
         self.sha256.update(data)
         self.size += len(data)
         return self._fh.write(data)
@@ -58,19 +77,31 @@ def open_output(folder: Path | str, name: str, files: dict[str, dict]) -> Iterat
     Locally it is written under a temporary name and renamed; on object storage it is a
     multipart upload completed only on success. Its size and sha256 go into ``files``.
     """
+    with naming(join(folder, name)):
+        with _open_output(folder, name) as fh:
+            yield fh
+        files[name] = {"size": fh.size, "sha256": fh.sha256.hexdigest()}
+
+
+@contextlib.contextmanager
+def _open_output(folder: Path | str, name: str) -> Iterator[_HashingFile]:
     if is_url(folder):
         fs, path = filesystem(join(folder, name))
         fh = fs.open(path, "wb", autocommit=False)
+        hashing = _HashingFile(fh)
         try:
-            hashing = _HashingFile(fh)
             yield hashing
             fh.close()
             fh.commit()
         except BaseException:
+            hashing.abandoned = True
             fh.discard()
             raise
     else:
         with atomic_path(Path(folder) / name) as tmp, open(tmp, "wb") as fh:
             hashing = _HashingFile(fh)
-            yield hashing
-    files[name] = {"size": hashing.size, "sha256": hashing.sha256.hexdigest()}
+            try:
+                yield hashing
+            except BaseException:
+                hashing.abandoned = True  # the file is removed: nothing more goes into it
+                raise

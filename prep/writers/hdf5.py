@@ -10,13 +10,16 @@ stored, so the same input gives the same bytes.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from manifests import atomic_path
+from manifests import atomic_path, naming
 
 FILENAME = "data.h5"
 
@@ -26,10 +29,32 @@ def _dataset(f: h5py.File, name: str, data=None, compression: str = "none", **kw
     return f.create_dataset(name, data=data, compression=codec, track_times=False, **kwargs)
 
 
+def _check_room(path: Path, items: list, options) -> None:
+    """Refuse, before HDF5 starts, a file the disk cannot hold: the HDF5 library does not
+    survive a failed write (it crashes the process when the file is closed or at exit).
+    Uncompressed size plus overhead: an upper bound when compressed."""
+    need = sum(2 * m.stored_samples + 256 for m in items) + (1 << 18)
+    if options.wants_mel and items:
+        need += len(items) * int(np.prod(items[0].mel_shape)) * np.dtype(options.mel_dtype).itemsize
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"{os.strerror(errno.ENOSPC)} ({need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free)",
+            str(path),
+        )
+
+
 def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dict]:
     n = len(items)
     comp = options.hdf5_compression
-    with atomic_path(folder / FILENAME) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_room(folder / FILENAME, items, options)
+    with (
+        naming(folder / FILENAME),
+        atomic_path(folder / FILENAME) as tmp,
+        h5py.File(tmp, "w", track_order=False) as f,
+    ):
         if options.fixed_length:
             audio = _dataset(
                 f,

@@ -72,7 +72,7 @@ def write_all(folder: Path | str, items: list, rows, options) -> tuple[list[dict
     from webdataset import TarWriter  # the webdataset package imports torch: only when used
 
     order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
-    per_shard = items_per_shard(items, options)
+    per_shard = min(items_per_shard(items, options), max(1, len(items)))  # what a shard holds
     num_shards = math.ceil(len(items) / per_shard)
     with_text = any("text" in m.fields for m in items)
     locations: list[dict] = [{} for _ in items]
@@ -94,6 +94,16 @@ def write_all(folder: Path | str, items: list, rows, options) -> tuple[list[dict
         "shard_items": [min(per_shard, len(items) - s * per_shard) for s in range(num_shards)],
         "shards": [shard_name(s) for s in range(num_shards)],
         "files": files,
-        "summary": f"{num_shards} shards of {per_shard} samples (last {last}), {len(items)} in all",
+        "summary": _summary(num_shards, per_shard, last, len(items)),
     }
     return locations, extra
+
+
+def _summary(num_shards: int, per_shard: int, last: int, num_items: int) -> str:
+    """What was written: shards, the items in each (the last's when it differs), items."""
+    if num_shards == 0:
+        return "no shards (no items)"
+    if num_shards == 1:
+        return f"1 shard of {num_items} item{'s' if num_items != 1 else ''}"
+    sizes = f"{per_shard} items" + (f" (last {last})" if last != per_shard else "")
+    return f"{num_shards} shards of {sizes}, {num_items} items in all"
