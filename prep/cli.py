@@ -321,6 +321,8 @@ def shard(
         summary = run_shard(src, out, options)
     except _USER_ERRORS as exc:
         _fail(str(exc))
+    for error in summary.errors:  # as convert reports each failed file
+        log.error("error: %s: %s", error["source"], error["reason"])
     _finish(summary.line(), summary.failed, out)
 
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,7 +438,9 @@ def _shard_batch(
     items is kept; the other files go on."""
     items, errors, audio_parts, mel_parts = [], [], [], []
     audio_at = mel_at = 0
-    batch_name = hashlib.sha1("\n".join(s.source for s in sources).encode()).hexdigest()[:16]
+    # Unique, not derived from the sources: the utterances of one file share a source, and
+    # two batches of them must never stage into one file.
+    batch_name = uuid.uuid4().hex
     sr = options.sample_rate
     decoded: tuple[Path | str, np.ndarray] | None = None  # utterances of one file: one decode
     with quiet_native_stderr():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from conftest import REPO, ffmpeg, make_file, read_int16, run_prep
 
+from loaders import open_dataset
 from loaders.converted import ConvertedDataset
 
 SR = 16000
@@ -131,17 +131,28 @@ def test_shard_cuts_items_from_each_utterance_only(src, out, tmp_path, from_mani
     run_prep("convert", str(manifest), str(conv), check=True)
     shard_src = manifest if from_manifest else conv
     shards = tmp_path / "shards"
-    run_prep("shard", str(shard_src), str(shards), "--format", "segments,webdataset", check=True)
-    entries = _jsonl(shards / "segments" / "manifest.jsonl")
-    assert len(entries) == 4
-    assert len({e["key"] for e in entries}) == 4
-    long = [e for e in entries if e["source"] == "long.wav"]
-    assert [(e["offset"], e["duration"], e.get("text")) for e in long] == UTTERANCES
+    formats = "segments,webdataset,hdf5"
+    run_prep("shard", str(shard_src), str(shards), "--format", formats, "-j", "2", check=True)
     whole, _ = read_int16(conv / "long.wav")
-    for entry in long:
-        samples, _ = sf.read(shards / "segments" / entry["audio_filepath"], dtype="int16")
-        start = round(entry["offset"] * SR)
-        assert np.array_equal(samples, whole[start : start + entry["num_samples"]])
+    for name in formats.split(","):
+        entries = _jsonl(shards / name / "manifest.jsonl")
+        assert len(entries) == 4 and len({e["key"] for e in entries}) == 4, name
+        long = [e for e in entries if e["source"] == "long.wav"]
+        assert [(e["offset"], e["duration"], e.get("text")) for e in long] == UTTERANCES
+        # Every format holds each utterance's own samples (the staged rows of utterances
+        # of one file, spread over batches, once overwrote each other).
+        dataset = open_dataset(shards / name, dtype="int16")
+        items = {
+            item["key"]: item
+            for item in (
+                dataset if name == "webdataset" else (dataset[i] for i in range(len(dataset)))
+            )
+        }
+        for entry in long:
+            start = round(entry["offset"] * SR)
+            expected = whole[start : start + entry["num_samples"]]
+            got = items[entry["key"]]["audio"].numpy()[: entry["num_samples"]]
+            assert np.array_equal(got, expected), (name, entry["key"])
     with tarfile.open(next((shards / "webdataset").glob("*.tar"))) as tar:
         names = tar.getnames()
     assert len(names) == len(set(names))
