@@ -114,6 +114,11 @@ class Registry:
         self._entries[name] = cls
         self.get.cache_clear()
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plug-in's test cleaning up after itself)."""
+        del self._entries[name]
+        self.get.cache_clear()
+
     def names(self) -> tuple[str, ...]:
         """Every registered name, in registration order (the built-ins first)."""
         return tuple(self._entries)

@@ -10,46 +10,43 @@ for: ``prep convert`` (using ``files``) imports none of them, nor h5py or webdat
 
 from __future__ import annotations
 
-import functools
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loaders.formats import Registry
+
 if TYPE_CHECKING:
     from prep.writers.base import FormatWriter
 
-_WRITERS: dict[str, str | type[FormatWriter]] = {
-    "segments": "prep.writers.segments:SegmentsWriter",
-    "mel": "prep.writers.mel:MelWriter",
-    "webdataset": "prep.writers.webdataset:WebDatasetWriter",
-    "hdf5": "prep.writers.hdf5:HDF5Writer",
-    "memmap": "prep.writers.memmap:MemmapWriter",
-}
+WRITERS = Registry(
+    {
+        "segments": "prep.writers.segments:SegmentsWriter",
+        "mel": "prep.writers.mel:MelWriter",
+        "webdataset": "prep.writers.webdataset:WebDatasetWriter",
+        "hdf5": "prep.writers.hdf5:HDF5Writer",
+        "memmap": "prep.writers.memmap:MemmapWriter",
+    }
+)
 
 
 def register_writer(name: str, writer: str | type[FormatWriter]) -> None:
     """Add (or replace) format ``name``: its writer class, or ``"module:Class"`` to import
     when first used. Plug-ins and tests call it; the built-in formats are listed above."""
-    _WRITERS[name] = writer
-    get_writer.cache_clear()
+    WRITERS.register(name, writer)
 
 
 def writer_names() -> tuple[str, ...]:
     """Every registered format, in registry order (the built-ins first)."""
-    return tuple(_WRITERS)
+    return WRITERS.names()
 
 
-@functools.cache
 def get_writer(name: str) -> FormatWriter:
-    """The writer of format ``name`` (a :class:`KeyError` when none is registered)."""
-    cls = _WRITERS[name]
-    if isinstance(cls, str):
-        module, _, attr = cls.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-    return cls()
+    """The writer of format ``name`` (a :class:`KeyError` when none is registered);
+    writers keep no state, so a fresh one costs nothing."""
+    return WRITERS.get(name)()
 
 
 def __getattr__(name: str) -> tuple[str, ...]:
