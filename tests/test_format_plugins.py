@@ -84,43 +84,40 @@ PLUGIN = textwrap.dedent(
                 yield from check_file(path, f"{label}/{entry['npy']}", None, entry["sha256"])
 
 
-    class ToyRawReader(FormatReader, Dataset):
+    class ToyReader(FormatReader, Dataset):
+        def __init__(self, folder, dtype="float32"):
+            self.folder = Path(folder)
+            self.format, self.entries = self.read_folder(self.folder)
+            self.sample_rate = int(self.format["sample_rate"])
+            self.dtype = check_dtype(dtype)
+
+        def __len__(self):
+            return len(self.entries)
+
+        def __getitem__(self, index):
+            entry = self.entries[index]
+            row = self.row(entry)
+            if len(row) != stored_samples(self.format, entry):
+                raise FormatError(f"{self.folder}: {entry['key']} has {len(row)} samples")
+            return make_sample(entry, self.sample_rate, audio=audio_tensor(row, self.dtype))
+
+
+    class ToyRawReader(ToyReader):
         format_name = "toyraw"
 
         def __init__(self, folder, dtype="float32"):
-            self.folder = Path(folder)
-            self.format, self.entries = self.read_folder(self.folder)
-            self.sample_rate = int(self.format["sample_rate"])
-            self.dtype = check_dtype(dtype)
+            super().__init__(folder, dtype)
             self.samples = np.fromfile(self.folder / self.format["file"], dtype="<i2")
 
-        def __len__(self):
-            return len(self.entries)
-
-        def __getitem__(self, index):
-            entry = self.entries[index]
-            row = self.samples[entry["at"] : entry["at"] + stored_samples(self.format, entry)]
-            return make_sample(entry, self.sample_rate, audio=audio_tensor(row, self.dtype))
+        def row(self, entry):
+            return self.samples[entry["at"] : entry["at"] + stored_samples(self.format, entry)]
 
 
-    class ToyNpyReader(FormatReader, Dataset):
+    class ToyNpyReader(ToyReader):
         format_name = "toynpy"
 
-        def __init__(self, folder, dtype="float32"):
-            self.folder = Path(folder)
-            self.format, self.entries = self.read_folder(self.folder)
-            self.sample_rate = int(self.format["sample_rate"])
-            self.dtype = check_dtype(dtype)
-
-        def __len__(self):
-            return len(self.entries)
-
-        def __getitem__(self, index):
-            entry = self.entries[index]
-            row = np.load(self.folder / entry["npy"])
-            if len(row) != stored_samples(self.format, entry):
-                raise FormatError(f"{self.folder / entry['npy']}: {len(row)} samples")
-            return make_sample(entry, self.sample_rate, audio=audio_tensor(row, self.dtype))
+        def row(self, entry):
+            return np.load(self.folder / entry["npy"])
 
 
     for _name, _writer, _reader in (

@@ -31,6 +31,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from prep.segmenting import key_folder
+from prep.writers.files import write_once
+
 
 @dataclass
 class WrittenFormat:
@@ -88,3 +91,28 @@ class FormatWriter:
     def verify(self, folder: Path, label: str, fmt: dict, entries: list[dict]) -> Iterator[str]:
         """Problems with the format's files as ``label/...: reason`` lines."""
         return iter(())
+
+
+class ItemFileWriter(FormatWriter):
+    """A per-item format of one file per item, ``KEY_FOLDER/KEY{suffix}`` (256 hashed
+    subfolders), named in its manifest line's ``location_field``; a subclass says what
+    bytes the file holds (:meth:`encode`)."""
+
+    per_item = True
+    suffix: ClassVar[str] = ""
+    location_field: ClassVar[str] = ""
+
+    def relative_path(self, meta) -> str:
+        return f"{key_folder(meta.key)}/{meta.key}{self.suffix}"
+
+    def location(self, meta) -> dict:
+        return {self.location_field: self.relative_path(meta)}
+
+    def encode(self, meta, row: np.ndarray, mel: np.ndarray | None) -> bytes:
+        raise NotImplementedError
+
+    def write_item(
+        self, folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options
+    ) -> str:
+        """Write the item's file (unless an earlier run did); return its sha256."""
+        return write_once(folder / self.relative_path(meta), self.encode(meta, row, mel))

@@ -8,30 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.segmenting import key_folder
-from prep.writers.base import FormatWriter
-from prep.writers.files import check_file, write_once
+from prep.writers.base import ItemFileWriter
+from prep.writers.files import check_file
 
 
-class MelWriter(FormatWriter):
+class MelWriter(ItemFileWriter):
     name = "mel"
-    per_item = True
+    suffix = ".npy"
+    location_field = "mel_filepath"
     computes_mel = True
     carries_mel = True
 
-    def relative_path(self, meta) -> str:
-        return f"{key_folder(meta.key)}/{meta.key}.npy"
-
-    def location(self, meta) -> dict:
-        return {"mel_filepath": self.relative_path(meta)}
-
-    def write_item(
-        self, folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options
-    ) -> str:
-        """Write the item's ``.npy`` (unless an earlier run did); return its sha256."""
+    def encode(self, meta, row: np.ndarray, mel: np.ndarray | None) -> bytes:
         buffer = io.BytesIO()
         np.save(buffer, mel)
-        return write_once(folder / self.relative_path(meta), buffer.getvalue())
+        return buffer.getvalue()
 
     def verify(self, folder: Path, label: str, fmt: dict, entries: list[dict]) -> Iterator[str]:
         """Each ``.npy``: present, of its recorded hash, ``[n_mels, frames]``."""

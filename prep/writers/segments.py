@@ -8,26 +8,17 @@ from pathlib import Path
 import numpy as np
 
 from prep.pcm import encode_pcm16
-from prep.segmenting import key_folder
-from prep.writers.base import FormatWriter
-from prep.writers.files import check_file, check_wav, stored_samples, write_once
+from prep.writers.base import ItemFileWriter
+from prep.writers.files import check_file, check_wav, stored_samples
 
 
-class SegmentsWriter(FormatWriter):
+class SegmentsWriter(ItemFileWriter):
     name = "segments"
-    per_item = True
+    suffix = ".wav"
+    location_field = "audio_filepath"
 
-    def relative_path(self, meta) -> str:
-        return f"{key_folder(meta.key)}/{meta.key}.wav"
-
-    def location(self, meta) -> dict:
-        return {"audio_filepath": self.relative_path(meta)}
-
-    def write_item(
-        self, folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options
-    ) -> str:
-        """Write the item's WAV (unless an earlier run did); return its sha256."""
-        return write_once(folder / self.relative_path(meta), encode_pcm16(row, meta.sample_rate))
+    def encode(self, meta, row: np.ndarray, mel: np.ndarray | None) -> bytes:
+        return encode_pcm16(row, meta.sample_rate)
 
     def verify(self, folder: Path, label: str, fmt: dict, entries: list[dict]) -> Iterator[str]:
         """Each WAV: present, of its recorded hash, and of the rate and length promised."""
