@@ -11,6 +11,8 @@ import importlib
 
 _EXPORTS = {
     "open_dataset": "loaders.open",
+    "FormatReader": "loaders.formats",
+    "register_reader": "loaders.formats",
     "ConvertedDataset": "loaders.converted",
     "SegmentsDataset": "loaders.segments",
     "MelDataset": "loaders.mel",

@@ -3,8 +3,9 @@
 A memmap or HDF5 batch read as one block and handed over as one tensor avoids splitting
 it into B sample dicts and stacking them again, and crosses the worker boundary once.
 :func:`batch_loader` builds such a DataLoader (a ``BatchSampler`` as sampler, no
-automatic batching) for datasets with ``read_batch``, and an ordinary one with
-:func:`pad_collate` for the rest, so the training loop is the same either way.
+automatic batching) for readers that read whole batches (``reads_batches``, see
+:class:`~loaders.formats.FormatReader`), and an ordinary one with :func:`pad_collate` for
+the rest, so the training loop is the same either way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch.utils.data import (
 )
 
 from loaders.collate import pad_collate, padding_mask
+from loaders.formats import as_reader
 from loaders.sample import audio_tensor
 from loaders.shared_batches import SharedBatchLoader
 
@@ -91,7 +93,7 @@ class BatchLoader:
 def _shuffled(dataset: IterableDataset, seed: int) -> IterableDataset:
     """A copy of an iterable dataset that shuffles itself, now with ``seed`` (its epoch,
     kept in shared memory, stays the original's): a sampler cannot order an iterable."""
-    if not isinstance(getattr(dataset, "shuffle", None), bool) or not hasattr(dataset, "seed"):
+    if not as_reader(dataset).shuffles_itself:
         raise ValueError(
             f"shuffle=True: a {type(dataset).__name__} cannot be shuffled by the loader; "
             "shuffle it where it is made"
@@ -141,7 +143,7 @@ def batch_loader(
         return SharedBatchLoader(
             dataset, BatchSampler(order, batch_size, drop_last), **dataloader_options
         )
-    if hasattr(dataset, "read_batch"):
+    if as_reader(dataset).reads_batches:
         sampler = BatchSampler(order, batch_size, drop_last)
         reads = DataLoader(
             _BatchReads(dataset), batch_size=None, sampler=sampler, **dataloader_options

@@ -20,9 +20,10 @@ from torch.utils.data import Dataset
 
 from loaders.batched import batch_from_rows
 from loaders.collate import pad_collate
+from loaders.formats import FormatReader
 from loaders.mel_storage import from_storage
 from loaders.per_process import PerProcess
-from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample
 
 
 def _expect(path: Path, f: h5py.File, name: str, dtype: np.dtype, shape: tuple) -> h5py.Dataset:
@@ -75,10 +76,14 @@ def check_hdf5(path: Path, fmt: dict, n: int, fixed: bool, with_mel: bool) -> No
                     raise FormatError(f"{path}: 'mel_offsets' do not cover 'mel' in order")
 
 
-class HDF5Dataset(Dataset):
+class HDF5Dataset(FormatReader, Dataset):
+    format_name = "hdf5"
+    reads_batches = True
+    reads_into = True
+
     def __init__(self, folder: str | Path, dtype: str = "float32", with_mel: bool = True) -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder, "hdf5")
+        self.format, self.entries = self.read_folder(self.folder)
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
         self.fixed = (
@@ -139,8 +144,6 @@ class HDF5Dataset(Dataset):
             if mel_ds is not None:
                 mels[j] = mel_ds[entries[j]["row"]]
         return block, mels
-
-    reads_into = True
 
     def read_batch(self, indices: list[int], mask: bool = True, allocate=None) -> dict:
         """The batch for ``indices`` (pad_collate's shape). ``allocate(name, shape, dtype)``

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torchaudio
 
+from loaders.formats import FormatReader
 from loaders.mel_storage import MEL_DTYPES, from_storage, to_storage
-from loaders.sample import FormatError, make_sample, read_folder, stored_samples
+from loaders.sample import FormatError, make_sample, stored_samples
 
 __all__ = ["LOG_SCALES", "MEL_DTYPES", "LogMel", "MelDataset", "from_storage", "to_storage"]
 
@@ -70,16 +71,18 @@ class LogMel(torch.nn.Module):
         return 10.0 * power.log10()
 
 
-class MelDataset(torch.utils.data.Dataset):
+class MelDataset(FormatReader, torch.utils.data.Dataset):
     """Reader for ``prep shard --format mel``: one stored log-mel ``.npy`` per item.
 
     uint8 items are dequantised with the range their manifest line keeps. Each ``.npy``
     is checked against format.json (dtype, ``[n_mels, frames]``) as it is read.
     """
 
+    format_name = "mel"
+
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder, "mel")
+        self.format, self.entries = self.read_folder(self.folder)
         self.sample_rate = int(self.format["sample_rate"])
         config = self.format.get("mel")
         if not isinstance(config, dict) or config.get("sample_rate") != self.sample_rate:

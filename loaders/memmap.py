@@ -15,8 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from loaders.batched import batch_from_rows
+from loaders.formats import FormatReader
 from loaders.per_process import PerProcess
-from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample, read_folder
+from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample
 
 
 def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -46,13 +47,17 @@ def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
         raise FormatError(f"{path}: {size} bytes, its header needs {needed} (truncated)")
 
 
-class MemmapDataset(Dataset):
+class MemmapDataset(FormatReader, Dataset):
     """Map-style over the rows; the array's header and the manifest's rows are checked
     against format.json when the dataset is made."""
 
+    format_name = "memmap"
+    reads_batches = True
+    reads_into = True
+
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder, "memmap")
+        self.format, self.entries = self.read_folder(self.folder)
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
         path = self.folder / self.format.get("file", "audio.npy")
@@ -87,8 +92,6 @@ class MemmapDataset(Dataset):
     def _rows(self, indices: list[int]) -> np.ndarray:
         """The int16 rows ``[B, T]`` for ``indices``, as one in-memory copy."""
         return self.array[np.array([self.entries[i]["row"] for i in indices])]
-
-    reads_into = True
 
     def read_batch(self, indices: list[int], mask: bool = True, allocate=None) -> dict:
         """The batch for ``indices`` (pad_collate's shape) from one fancy-index read.

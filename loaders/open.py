@@ -1,5 +1,6 @@
 """``open_dataset``: any folder written by ``prep convert`` or ``prep shard``, opened as the
-right dataset from its ``format.json`` / ``manifest.jsonl``."""
+right dataset from its ``format.json`` (the reader registered under its name in
+:mod:`loaders.formats`) or ``manifest.jsonl``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset, IterableDataset
 
+from loaders.formats import FormatReader, reader_class, reader_names
 from loaders.sample import FormatError, parse_format, read_folder
 from manifests import is_url
 
@@ -22,30 +24,18 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
     """
     if is_url(path):  # object storage: streamed shards only
         fmt, _ = read_folder(path)
-        if fmt.get("format") != "webdataset":
-            raise ValueError(f"{path}: only webdataset shards are read from object storage")
-        from loaders.webdataset import WebDatasetShards
-
-        return WebDatasetShards(path, **options)
+        name = fmt.get("format")
+        cls = _reader(name, f"{path}/format.json")
+        if not cls.reads_object_storage:
+            raise ValueError(f"{path}: {name} folders are not read from object storage")
+        return cls(path, **options)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such folder or manifest")
     fmt_file = path / "format.json"
     if fmt_file.exists():
         name = parse_format(fmt_file.read_bytes(), fmt_file).get("format")
-        if name == "segments":
-            from loaders.segments import SegmentsDataset as cls
-        elif name == "mel":
-            from loaders.mel import MelDataset as cls
-        elif name == "webdataset":
-            from loaders.webdataset import WebDatasetShards as cls
-        elif name == "hdf5":
-            from loaders.hdf5 import HDF5Dataset as cls
-        elif name == "memmap":
-            from loaders.memmap import MemmapDataset as cls
-        else:
-            raise FormatError(f"{fmt_file}: unknown format {name!r}")
-        return cls(path, **options)
+        return _reader(name, fmt_file)(path, **options)
     if (path / "manifest.jsonl").exists():
         from loaders.converted import ConvertedDataset
 
@@ -56,3 +46,9 @@ def open_dataset(path: str | Path, **options) -> Dataset | IterableDataset:
     if path.is_dir() and not len(dataset):
         raise FileNotFoundError(f"{path}: no audio, format.json or manifest.jsonl in it")
     return dataset
+
+
+def _reader(name: object, fmt_file: str | Path) -> type[FormatReader]:
+    if not isinstance(name, str) or name not in reader_names():
+        raise FormatError(f"{fmt_file}: unknown format {name!r}")
+    return reader_class(name)

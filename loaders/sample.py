@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from loaders.decode import INT16_SCALE
+from loaders.formats import FORMAT_VERSIONS
 from manifests import Entry, is_url, iter_manifest, parse_manifest_lines
 
 AUDIO_DTYPES = ("float32", "int16")
@@ -90,10 +91,6 @@ def stored_samples(fmt: dict, entry: Entry) -> int:
     return int(entry["num_samples"])
 
 
-FORMAT_VERSIONS = (1,)
-"""The ``format.json`` versions these readers understand (what ``prep shard`` writes)."""
-
-
 class FormatError(ValueError):
     """A folder whose files do not hold what its ``format.json`` or manifest promise."""
 
@@ -109,15 +106,22 @@ def parse_format(text: str | bytes, name: str | Path) -> dict:
     return fmt
 
 
-def check_format(fmt: dict, name: str | Path, kind: str, entries: list[Entry]) -> None:
-    """What every reader checks at open: the format's name, version and sample rate, and
-    that the manifest holds the items, at the rate, that ``format.json`` says."""
+def check_format(
+    fmt: dict,
+    name: str | Path,
+    kind: str,
+    entries: list[Entry],
+    versions: tuple[int, ...] = FORMAT_VERSIONS,
+) -> None:
+    """What every reader checks at open: the format's name, a version it reads
+    (``versions``) and sample rate, and that the manifest holds the items, at the rate,
+    that ``format.json`` says."""
     if fmt.get("format") != kind:
         raise FormatError(f"{name}: format {fmt.get('format')!r}, expected {kind!r}")
-    if fmt.get("version") not in FORMAT_VERSIONS:
+    if fmt.get("version") not in versions:
         raise FormatError(
             f"{name}: version {fmt.get('version')!r}; this reader reads version "
-            + ", ".join(map(str, FORMAT_VERSIONS))
+            + ", ".join(map(str, versions))
         )
     rate = fmt.get("sample_rate")
     if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
@@ -138,7 +142,9 @@ def check_format(fmt: dict, name: str | Path, kind: str, entries: list[Entry]) -
             )
 
 
-def read_folder(folder: str | Path, kind: str | None = None) -> tuple[dict, list[Entry]]:
+def read_folder(
+    folder: str | Path, kind: str | None = None, versions: tuple[int, ...] = FORMAT_VERSIONS
+) -> tuple[dict, list[Entry]]:
     """A prep folder's ``format.json`` and manifest; with ``kind``, the format.json must
     exist and pass :func:`check_format` (without, it is empty for a ``prep convert``
     folder)."""
@@ -166,5 +172,5 @@ def read_folder(folder: str | Path, kind: str | None = None) -> tuple[dict, list
             raise FormatError(f"{manifest}: missing")
         entries = list(iter_manifest(manifest))
     if kind is not None:
-        check_format(fmt, fmt_name, kind, entries)
+        check_format(fmt, fmt_name, kind, entries, versions)
     return fmt, entries

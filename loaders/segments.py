@@ -6,23 +6,19 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from loaders.sample import (
-    audio_tensor,
-    check_dtype,
-    make_sample,
-    read_folder,
-    read_pcm16,
-    stored_samples,
-)
+from loaders.formats import FormatReader
+from loaders.sample import audio_tensor, check_dtype, make_sample, read_pcm16, stored_samples
 
 
-class SegmentsDataset(Dataset):
+class SegmentsDataset(FormatReader, Dataset):
     """Map-style: item i is the WAV the manifest's line i names. Each WAV's header is
     checked (rate, mono, 16-bit, length) when it is read."""
 
+    format_name = "segments"
+
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
         self.folder = Path(folder)
-        self.format, self.entries = read_folder(self.folder, "segments")
+        self.format, self.entries = self.read_folder(self.folder)
         self.sample_rate = int(self.format["sample_rate"])
         self.dtype = check_dtype(dtype)
 

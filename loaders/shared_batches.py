@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 from loaders.collate import pad_collate, padding_mask
+from loaders.formats import as_reader
 
 _ALIGN = 64
 
@@ -136,17 +137,14 @@ def read_batch(dataset: Dataset, indices: list[int], writer: SlotWriter | None =
     ``attention_mask`` is built in the slot; the trainer builds it otherwise (from
     ``lengths``: a free broadcast view when no row is padded)."""
     allocate = writer.allocate if writer is not None else None
-    if hasattr(dataset, "read_batch"):
-        if allocate is not None and getattr(dataset, "reads_into", False):
-            batch = dataset.read_batch(indices, mask=False, allocate=allocate)
+    reader = as_reader(dataset)
+    if reader.reads_batches:
+        if allocate is not None and reader.reads_into:
+            batch = reader.read_batch(indices, mask=False, allocate=allocate)
         else:
-            batch = dataset.read_batch(indices, mask=False)
+            batch = reader.read_batch(indices, mask=False)
     else:
-        if hasattr(dataset, "__getitems__"):
-            items = dataset.__getitems__(indices)
-        else:
-            items = [dataset[i] for i in indices]
-        batch = pad_collate(items, allocate=allocate, mask=False)
+        batch = pad_collate(reader.__getitems__(indices), allocate=allocate, mask=False)
     return _mask_in_slot(batch, allocate)
 
 
@@ -216,10 +214,7 @@ class _SlotBatchesOfItems(IterableDataset):
 
     def __len__(self) -> int:
         """Batches per epoch: per worker where the dataset says how it splits its items."""
-        if hasattr(self.dataset, "items_per_worker"):
-            counts = self.dataset.items_per_worker(self.parts)
-        else:
-            counts = [len(self.dataset)]
+        counts = as_reader(self.dataset).items_per_worker(self.parts) or [len(self.dataset)]
         if self.drop_last:
             return sum(n // self.batch_size for n in counts)
         return sum(-(-n // self.batch_size) for n in counts)

@@ -33,13 +33,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from loaders.epoch import SharedEpoch
+from loaders.formats import FormatReader
 from loaders.mel_storage import from_storage
 from loaders.sample import (
     FormatError,
     audio_tensor,
     check_dtype,
     make_sample,
-    read_folder,
     read_pcm16,
     stored_samples,
 )
@@ -109,7 +109,11 @@ def _buffer_shuffle(items: Iterator[dict], size: int, rng: np.random.Generator) 
     yield from buffer
 
 
-class WebDatasetShards(SharedEpoch, IterableDataset):
+class WebDatasetShards(FormatReader, SharedEpoch, IterableDataset):
+    format_name = "webdataset"
+    reads_object_storage = True
+    shuffles_itself = True
+
     def __init__(
         self,
         folder: str | Path,
@@ -122,7 +126,7 @@ class WebDatasetShards(SharedEpoch, IterableDataset):
         with_mel: bool = True,
     ) -> None:
         self.folder = folder.rstrip("/") if is_url(folder) else Path(folder)
-        self.format, _ = read_folder(self.folder, "webdataset")
+        self.format, _ = self.read_folder(self.folder)
         self.counts = shard_counts(self.format, f"{self.folder}/format.json")
         self.urls = [f"{self.folder}/{name}" for name in self.format["shards"]]
         self.sample_rate = int(self.format["sample_rate"])

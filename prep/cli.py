@@ -224,10 +224,38 @@ class _ByteSize(click.ParamType):
         return int(size)
 
 
-def _formats(text: str) -> tuple[str, ...]:
-    """``mel, webdataset``: names in the order given, any case and spacing, once each."""
-    names = [name.strip().lower() for name in text.split(",")]
-    return tuple(dict.fromkeys(name for name in names if name))
+class _FormatList(click.ParamType):
+    """``mel, webdataset``: registered format names (:mod:`prep.writers`) in the order
+    given, any case and spacing, once each; each one a ``click.Choice`` of the registry
+    as it is when the command line is read, so a plug-in's format counts."""
+
+    name = "formats"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "NAME[,NAME...]"
+
+    def convert(self, value, param, ctx) -> tuple[str, ...]:
+        from prep.writers import writer_names
+
+        if isinstance(value, tuple):
+            return value
+        names = [name.strip().lower() for name in str(value).split(",")]
+        formats = tuple(dict.fromkeys(name for name in names if name))
+        choice = _choice(*writer_names())
+        unknown = [name for name in formats if name not in writer_names()]
+        if unknown or not formats:
+            self.fail(
+                f"unknown --format {','.join(unknown)!r} (choose from {', '.join(choice.choices)})",
+                param,
+                ctx,
+            )
+        return tuple(choice.convert(name, param, ctx) for name in formats)
+
+
+def _format_help() -> str:
+    from prep.writers import writer_names
+
+    return f"Comma-separated: {', '.join(writer_names())}."
 
 
 def _jobs_option(help_text: str) -> Callable:
@@ -240,9 +268,10 @@ def _jobs_option(help_text: str) -> Callable:
 @click.option(
     "--format",
     "formats",
+    type=_FormatList(),
     default="segments",
     show_default=True,
-    help="Comma-separated: segments, mel, webdataset, hdf5, memmap.",
+    help=_format_help(),
 )
 @click.option("--segment", default=None, help="Item length: 5s, 2.5s, 500ms or 80000samples.")
 @click.option("--hop", default=None, help="Distance between segment starts [= --segment].")
@@ -302,7 +331,7 @@ def shard(
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
     options = ShardOptions(
-        formats=_formats(formats),
+        formats=formats,
         sample_rate=sample_rate,
         segment=_duration("--segment", segment, sample_rate),
         hop=_duration("--hop", hop, sample_rate),

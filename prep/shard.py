@@ -5,6 +5,8 @@ per-item formats (``segments``, ``mel``) written directly, and the items staged 
 aggregate formats. Pass 2 (this process): the staged items, in a deterministic order,
 become WebDataset shards, one HDF5 file and one memmap. Every output is written under a
 temporary name and renamed; a format whose ``format.json`` matches this run is skipped.
+The formats are the writers registered in :mod:`prep.writers`: this module asks each
+writer what it is (per item or aggregate, with mel, ...), never a format's name.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from prep.segmenting import LAST_POLICIES, Span, item_key, min_samples, plan_spa
 from prep.sources import Source, SourceError, discover, is_manifest, source_root, source_size
 from prep.storage import local_or_url
 from prep.utterances import SpanError, line_span
-from prep.writers import AGGREGATE_WRITERS, FORMATS, ITEM_WRITERS, ItemMeta, StagedRows
-from prep.writers.files import fingerprint_files, save_npy
+from prep.writers import ItemMeta, StagedRows, get_writer, writer_names
+from prep.writers.base import FormatWriter
+from prep.writers.files import save_npy
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,6 @@ STAGING = ".staging"
 ERRORS = "errors.jsonl"
 
 
-CODECS = ("wav", "flac")
-HDF5_COMPRESSIONS = ("none", "lzf", "gzip")
 LOG_SCALES = ("natural", "db")  # as loaders.mel.LogMel
 MEL_DEFAULTS = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80,
                 "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
@@ -107,14 +108,17 @@ class ShardOptions:
 
     @property
     def wants_mel(self) -> bool:
-        return "mel" in self.formats
+        """Whether a chosen format computes mel (then every format that carries it has it)."""
+        return any(get_writer(name).computes_mel for name in self.formats)
 
     def validate(self) -> None:
-        """Every option alone and together, before any work; library callers included."""
-        unknown = [f for f in self.formats if f not in FORMATS]
+        """Every option alone and together, before any work; library callers included.
+        Each registered format's writer checks its own options, chosen or not."""
+        names = writer_names()
+        unknown = [f for f in self.formats if f not in names]
         if unknown or not self.formats:
             raise UsageError(
-                f"unknown --format {','.join(unknown)!r} (choose from {', '.join(FORMATS)})"
+                f"unknown --format {','.join(unknown)!r} (choose from {', '.join(names)})"
             )
         if not 1000 <= self.sample_rate <= 384000:
             raise UsageError(f"--sr {self.sample_rate} is not a usable sample rate (1000-384000)")
@@ -128,23 +132,18 @@ class ShardOptions:
             value = getattr(self, name)
             if value is not None and value < min_samples(self.sample_rate):
                 raise UsageError(f"--{name} of {value} samples is shorter than 10 ms")
-        if "memmap" in self.formats and not self.fixed_length:
-            raise UsageError("memmap needs fixed-length items: --segment with --last pad or drop")
-        if self.codec not in CODECS:
-            raise UsageError(f"--codec must be one of {', '.join(CODECS)}")
-        if self.hdf5_compression not in HDF5_COMPRESSIONS:
-            raise UsageError(f"--hdf5-compression must be one of {', '.join(HDF5_COMPRESSIONS)}")
+        for name in self.formats:
+            if get_writer(name).needs_fixed_length and not self.fixed_length:
+                raise UsageError(
+                    f"{name} needs fixed-length items: --segment with --last pad or drop"
+                )
+        for name in names:
+            get_writer(name).validate(self)
         if self.mel_dtype not in MEL_DTYPES:
             raise UsageError(f"--mel-dtype must be one of {', '.join(MEL_DTYPES)}")
         if self.wants_mel or self.mel:
             self._validate_mel()
         check_backend(self.backend, self.scheduler)
-        for name in ("shard_size", "shard_bytes"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive")
-        if self.shuffle_seed < 0:
-            raise UsageError("--shuffle-seed must be 0 or more")
         if self.jobs < 0:
             raise UsageError("--jobs must be 0 (all cores) or more")
 
@@ -185,18 +184,11 @@ class ShardOptions:
             "last": self.last,
             "min_last": self.min_last,
         }
-        if self.wants_mel and name in ("mel", "webdataset", "hdf5"):
+        writer = get_writer(name)
+        if self.wants_mel and writer.carries_mel:
             params["mel"] = dict(self.mel)
             params["mel_dtype"] = self.mel_dtype
-        if name == "webdataset":
-            params.update(
-                shuffle_seed=self.shuffle_seed,
-                shard_size=self.shard_size,
-                shard_bytes=self.shard_bytes,
-                codec=self.codec,
-            )
-        if name == "hdf5":
-            params["compression"] = self.hdf5_compression
+        params.update(writer.params(self))
         return params
 
 
@@ -366,7 +358,7 @@ def _source_items(
     samples: np.ndarray,
     out: Path,
     options: ShardOptions,
-    item_formats: tuple[str, ...],
+    item_writers: tuple[FormatWriter, ...],
     threads: int,
     key_source: str,
     first: int,
@@ -411,12 +403,12 @@ def _source_items(
             mel_shape=None if stored_mel is None else tuple(stored_mel.shape),
             text_dropped=text_dropped,
         )
-        for name in item_formats:
-            writer = ITEM_WRITERS[name]
-            target = out / name / writer.relative_path(meta)
+        for writer in item_writers:
+            folder = out / writer.name
             try:
-                meta.hashes[name] = writer.write_item(out / name, meta, row, stored_mel, options)
+                meta.hashes[writer.name] = writer.write_item(folder, meta, row, stored_mel, options)
             except OSError as exc:
+                target = folder / writer.relative_path(meta)
                 return write_failure(exc, target)
         metas.append(meta)
         stored_mels.append(stored_mel)
@@ -428,7 +420,7 @@ def _shard_batch(
     out: Path,
     staging: Path,
     options: ShardOptions,
-    item_formats: tuple[str, ...],
+    item_writers: tuple[FormatWriter, ...],
     stage: bool,
     threads: int,
 ) -> tuple[list[ItemMeta], list[Entry]]:
@@ -463,7 +455,7 @@ def _shard_batch(
                 errors.append({"source": src.source, "reason": f"manifest entry: {exc}"})
                 continue
             result = _source_items(
-                src, samples, out, options, item_formats, threads, key_source, first
+                src, samples, out, options, item_writers, threads, key_source, first
             )
             if isinstance(result, str):
                 errors.append({"source": src.source, "reason": result})
@@ -600,16 +592,18 @@ def _write_manifest(folder: Path | str, name: str, entries: list[Entry]) -> None
         write_manifest(folder / name, entries)
 
 
-REMOTE_FORMATS = ("webdataset",)
+def remote_formats() -> tuple[str, ...]:
+    """The formats whose writers stream to object storage."""
+    return tuple(n for n in writer_names() if get_writer(n).streams_to_object_storage)
 
 
 def _check_remote_out(out: str, options: ShardOptions) -> None:
     """Object storage takes streamed shards; the random-access formats need a file system."""
-    other = [f for f in options.formats if f not in REMOTE_FORMATS]
+    other = [f for f in options.formats if not get_writer(f).streams_to_object_storage]
     if other:
         raise UsageError(
-            f"{', '.join(other)} cannot be written to {out}: only webdataset shards go to "
-            "object storage (write the others to a local or shared folder)"
+            f"{', '.join(other)} cannot be written to {out}: only {', '.join(remote_formats())} "
+            "shards go to object storage (write the others to a local or shared folder)"
         )
     if options.backend != "local":
         raise UsageError(
@@ -743,8 +737,9 @@ def _run_workers(
     sources: list[ShardSource], out: Path, staging: Path, options: ShardOptions, todo: list[str]
 ) -> tuple[list[ItemMeta], list[Entry]]:
     """Pass 1 over every source; the items in a deterministic order and the failures."""
-    item_formats = tuple(n for n in todo if n in ITEM_WRITERS)
-    aggregate = [n for n in todo if n in AGGREGATE_WRITERS]
+    writers = [get_writer(n) for n in todo]
+    item_writers = tuple(w for w in writers if w.per_item)
+    aggregate = [w for w in writers if not w.per_item]
     with Workers(options.jobs, options.backend, options.scheduler) as workers:
         results = workers.run(
             _shard_batch,
@@ -752,7 +747,7 @@ def _run_workers(
             out=out,
             staging=staging,
             options=options,
-            item_formats=item_formats,
+            item_writers=item_writers,
             stage=bool(aggregate),
             threads=1 if workers.remote or min(workers.count, len(sources)) > 1 else 0,
         )
@@ -773,25 +768,28 @@ def _write_format(
     fingerprint: str,
 ) -> str:
     """Pass 2 for one format: its aggregate files, manifest and format.json; its summary."""
-    writer = ITEM_WRITERS.get(name) or AGGREGATE_WRITERS[name]
-    if name in AGGREGATE_WRITERS:
-        locations, extra = AGGREGATE_WRITERS[name].write_all(folder, items, rows, options)
-        if "files" not in extra:
-            extra["files"] = fingerprint_files(folder, [extra["file"]])
-    else:
+    writer = get_writer(name)
+    if writer.per_item:
         locations = [{**writer.location(m), "sha256": m.hashes[name]} for m in items]
-        extra = {}
+        written = None
+    else:
+        written = writer.write_all(folder, items, rows, options)
+        locations = written.locations
     entries = []
     for meta, location in zip(items, locations, strict=True):
         entry = _common_fields(meta)
         entry.update(location)
-        if name in ("mel", "webdataset", "hdf5"):
+        if writer.carries_mel:
             entry.update(meta.mel_fields)
         entries.append(entry)
     with naming(storage.join(folder, "manifest.jsonl")):
         _write_manifest(folder, "manifest.jsonl", entries)
     params = options.format_params(name)
-    text = extra.pop("summary", _count(len(items), "item"))
+    text = _count(len(items), "item")
+    extra: dict = {}
+    if written is not None:
+        extra = {**written.fields, "files": written.files}
+        text = written.summary or text
     if options.wants_mel and options.mel_dtype == "uint8" and "mel" in params:
         extra["mel_uint8_max_error"] = _uint8_error(items)
     dropped = sum(m.text_dropped for m in items)

@@ -3,7 +3,8 @@ what the run recorded, before hours of training find out the hard way.
 
 Every output is looked for, opened, measured and hashed: per-item files against their
 manifest line (``sha256``, length), aggregate files (shards, ``data.h5``, ``audio.npy``)
-against ``format.json`` (``files``: size and sha256) and their own structure. With
+against ``format.json`` (``files``: size and sha256) and their own structure, which each
+format's writer checks (:meth:`prep.writers.base.FormatWriter.verify`). With
 ``sources`` the inputs are compared with what was recorded of them when they were read.
 """
 
@@ -11,19 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 from manifests import Entry, ManifestError, iter_manifest
 from prep.sources import SourceError, source_root
-from prep.writers.files import file_digest
+from prep.writers import get_writer, writer_names
+from prep.writers.files import check_file, check_wav, file_digest
 
 
 @dataclass
@@ -121,31 +118,6 @@ def _load_format(fmt_file: Path, label: str) -> tuple[dict | None, str | None]:
     return fmt, None
 
 
-def _check_file(path: Path, label: str, size: int | None, sha256: str | None) -> Iterator[str]:
-    """Present, of the recorded size, with the recorded content hash."""
-    try:
-        actual_size = path.stat().st_size
-    except FileNotFoundError:
-        yield f"{label}: missing"
-        return
-    if size is not None and actual_size != size:
-        yield f"{label}: {actual_size} bytes, the manifest says {size}"
-    elif sha256 is not None and file_digest(path) != sha256:
-        yield f"{label}: content differs from the recorded sha256 (corrupt or rewritten)"
-
-
-def _check_wav(path: Path, label: str, frames: int, sample_rate: int) -> Iterator[str]:
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        yield f"{label}: unreadable ({exc})"
-        return
-    if info.frames != frames:
-        yield f"{label}: {info.frames} samples, the manifest says {frames}"
-    if info.samplerate != sample_rate or info.channels != 1:
-        yield f"{label}: {info.samplerate} Hz {info.channels} ch, expected {sample_rate} Hz mono"
-
-
 def _verify_converted(folder: Path, sources: Path | None, report: VerifyReport) -> None:
     entries = _entries(folder / "manifest.jsonl", report, "manifest.jsonl")
     checked: set[str] = set()  # a file with several utterance entries is read once
@@ -156,10 +128,10 @@ def _verify_converted(folder: Path, sources: Path | None, report: VerifyReport) 
             continue
         checked.add(rel)
         path = folder / rel
-        problems = list(_check_file(path, rel, entry.get("file_size"), entry.get("sha256")))
+        problems = list(check_file(path, rel, entry.get("file_size"), entry.get("sha256")))
         frames = entry.get("file_num_samples", entry.get("num_samples"))
         if not problems and frames is not None:
-            problems += _check_wav(path, rel, frames, entry.get("sample_rate", 0))
+            problems += check_wav(path, rel, frames, entry.get("sample_rate", 0))
         report.problems += problems
         if sources is not None and "source" in entry:
             report.problems += _check_source(sources, entry)
@@ -207,12 +179,6 @@ def _check_source(root: Path, entry: Entry) -> Iterator[str]:
         yield f"{label}: modified since it was converted (same content)"
 
 
-def _stored_samples(fmt: dict, entry: Entry) -> int:
-    if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
-        return int(fmt["segment_samples"])
-    return int(entry["num_samples"])
-
-
 def _verify_format(folder: Path, name: str, report: VerifyReport) -> None:
     fmt_file = folder / "format.json"
     if not fmt_file.exists():
@@ -230,137 +196,14 @@ def _verify_format(folder: Path, name: str, report: VerifyReport) -> None:
             f"{name}: manifest.jsonl has {len(entries)} items, format.json says {recorded}"
         )
     for file_name, recorded in fmt.get("files", {}).items():
-        report.problems += _check_file(
+        report.problems += check_file(
             folder / file_name, f"{name}/{file_name}", recorded["size"], recorded["sha256"]
         )
     kind = fmt.get("format")
-    checks = {
-        "segments": _check_segments,
-        "mel": _check_mels,
-        "webdataset": _check_shards,
-        "hdf5": _check_hdf5,
-        "memmap": _check_memmap,
-    }
-    if kind not in checks:
+    if kind not in writer_names():
         report.problems.append(f"{name}/format.json: unknown format {kind!r}")
         return
-    report.problems += checks[kind](folder, name, fmt, entries)
-
-
-def _check_segments(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
-    for entry in entries:
-        rel = entry["audio_filepath"]
-        label = f"{name}/{rel}"
-        problems = list(_check_file(folder / rel, label, None, entry.get("sha256")))
-        if not problems:
-            frames = _stored_samples(fmt, entry)
-            problems += _check_wav(folder / rel, label, frames, fmt["sample_rate"])
-        yield from problems
-
-
-def _check_mels(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
-    n_mels = fmt.get("mel", {}).get("n_mels")
-    for entry in entries:
-        rel = entry["mel_filepath"]
-        label = f"{name}/{rel}"
-        problems = list(_check_file(folder / rel, label, None, entry.get("sha256")))
-        if not problems:
-            try:
-                shape = np.load(folder / rel, mmap_mode="r").shape
-            except (ValueError, OSError) as exc:
-                problems.append(f"{label}: unreadable ({exc})")
-            else:
-                if len(shape) != 2 or shape[0] != n_mels:
-                    problems.append(f"{label}: shape {shape}, expected [{n_mels}, frames]")
-        yield from problems
-
-
-_MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # KEY.ext, as webdataset groups them
-
-
-def _shard_counts(fmt: dict) -> list | None:
-    """Items per shard as format.json records them (``shard_items``; derived in one
-    written before that field)."""
-    shards = fmt.get("shards", [])
-    if "shard_items" in fmt:
-        return fmt["shard_items"]
-    if shards and "samples_per_shard" in fmt:
-        return [fmt["samples_per_shard"]] * (len(shards) - 1) + [fmt.get("last_shard_samples")]
-    return None
-
-
-def _check_shards(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
-    wanted: dict[str, set[str]] = {}
-    for entry in entries:
-        wanted.setdefault(entry["shard"], set()).add(entry["member"])
-    shards = fmt.get("shards", [])
-    counts = _shard_counts(fmt)
-    if counts is not None and (len(counts) != len(shards) or sum(counts) != len(entries)):
-        yield f"{name}/format.json: shard item counts {counts} do not add up to its shards"
-        counts = None
-    for index, shard in enumerate(shards):
-        label = f"{name}/{shard}"
-        try:
-            with tarfile.open(folder / shard) as tar:
-                members = {m.name for m in tar.getmembers()}
-        except FileNotFoundError:
-            continue  # reported by the file check
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            yield f"{label}: not a readable tar ({exc})"
-            continue
-        keys = {m.group(1) for m in map(_MEMBER.match, members) if m}
-        if counts is not None and len(keys) != counts[index]:
-            yield f"{label}: {len(keys)} items, format.json says {counts[index]}"
-        elif len(keys) != len(wanted.get(shard, ())):
-            yield f"{label}: {len(keys)} items, the manifest lists {len(wanted.get(shard, ()))}"
-        missing = wanted.get(shard, set()) - members
-        if missing:
-            yield f"{label}: {len(missing)} members missing, e.g. {sorted(missing)[0]}"
-    unknown = set(wanted) - set(fmt.get("shards", []))
-    for shard in sorted(unknown):
-        yield f"{name}: the manifest names {shard}, which format.json does not list"
-
-
-def _check_hdf5(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
-    import h5py
-
-    label = f"{name}/{fmt.get('file', 'data.h5')}"
-    n = len(entries)
-    try:
-        with h5py.File(folder / fmt.get("file", "data.h5"), "r") as f:
-            shapes = {key: f[key].shape for key in f}
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        yield f"{label}: not a readable HDF5 file ({exc})"
-        return
-    expected = {"keys": (n,), "sources": (n,), "num_samples": (n,)}
-    if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
-        expected["audio"] = (n, fmt["segment_samples"])
-    else:
-        expected["offsets"] = (n + 1,)
-    for key, shape in expected.items():
-        if shapes.get(key) != shape:
-            yield f"{label}: dataset {key!r} has shape {shapes.get(key)}, expected {shape}"
-    if "mel" in fmt and "mel" not in shapes:
-        yield f"{label}: no 'mel' dataset although the set was made with mel"
-
-
-def _check_memmap(folder: Path, name: str, fmt: dict, entries: list[Entry]) -> Iterator[str]:
-    label = f"{name}/{fmt.get('file', 'audio.npy')}"
-    try:
-        array = np.load(folder / fmt.get("file", "audio.npy"), mmap_mode="r")
-    except FileNotFoundError:
-        return
-    except (ValueError, OSError) as exc:
-        yield f"{label}: unreadable ({exc})"
-        return
-    expected = (len(entries), fmt.get("segment_samples"))
-    if array.shape != expected or array.dtype != np.int16:
-        yield f"{label}: {array.dtype} {array.shape}, expected int16 {expected}"
-    rows = Counter(e.get("row") for e in entries)
-    if sorted(rows) != list(range(len(entries))):
-        yield f"{name}/manifest.jsonl: rows are not 0..{len(entries) - 1}, each once"
+    report.problems += get_writer(kind).verify(folder, name, fmt, entries)
 
 
 def _verify_shard_inputs(formats: list[Path], src: Path, report: VerifyReport) -> None:

@@ -1,31 +1,58 @@
-"""One writer module per training format; the reader of the same name lives in ``loaders``.
+"""One writer module per training format, and the registry ``prep shard`` and ``prep verify``
+look formats up in; the reader of the same name is registered in :mod:`loaders.formats`.
 
+A writer is a :class:`~prep.writers.base.FormatWriter` (the contract is in its module).
 Per-item writers (``segments``, ``mel``) run in the workers, one file per item. Aggregate
 writers (``webdataset``, ``hdf5``, ``memmap``) run once, over every item in order, reading
-the audio the workers staged.
+the audio the workers staged. Writer modules are imported when a writer is first asked
+for: ``prep convert`` (using ``files``) imports none of them, nor h5py or webdataset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-FORMATS: tuple[str, ...] = ("segments", "mel", "webdataset", "hdf5", "memmap")
+from loaders.formats import Registry
+
+if TYPE_CHECKING:
+    from prep.writers.base import FormatWriter
+
+WRITERS = Registry(
+    {
+        "segments": "prep.writers.segments:SegmentsWriter",
+        "mel": "prep.writers.mel:MelWriter",
+        "webdataset": "prep.writers.webdataset:WebDatasetWriter",
+        "hdf5": "prep.writers.hdf5:HDF5Writer",
+        "memmap": "prep.writers.memmap:MemmapWriter",
+    }
+)
 
 
-def __getattr__(name: str) -> dict:
-    """``ITEM_WRITERS`` and ``AGGREGATE_WRITERS``, imported when first asked for: the
-    writers pull in h5py and webdataset, which ``prep convert`` (using ``files``) never needs."""
-    if name == "ITEM_WRITERS":
-        from prep.writers import mel, segments
+def register_writer(name: str, writer: str | type[FormatWriter]) -> None:
+    """Add (or replace) format ``name``: its writer class, or ``"module:Class"`` to import
+    when first used. Plug-ins and tests call it; the built-in formats are listed above."""
+    WRITERS.register(name, writer)
 
-        return {"segments": segments, "mel": mel}
-    if name == "AGGREGATE_WRITERS":
-        from prep.writers import hdf5, memmap, webdataset
 
-        return {"webdataset": webdataset, "hdf5": hdf5, "memmap": memmap}
+def writer_names() -> tuple[str, ...]:
+    """Every registered format, in registry order (the built-ins first)."""
+    return WRITERS.names()
+
+
+def get_writer(name: str) -> FormatWriter:
+    """The writer of format ``name`` (a :class:`KeyError` when none is registered);
+    writers keep no state, so a fresh one costs nothing."""
+    return WRITERS.get(name)()
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``FORMATS``: the registered names, read when asked for, so a registration counts."""
+    if name == "FORMATS":
+        return writer_names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

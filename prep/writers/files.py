@@ -1,4 +1,4 @@
-"""Writing and fingerprinting output files, so ``prep verify`` can check them later."""
+"""Writing and fingerprinting output files, and the checks ``prep verify`` makes of them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import soundfile as sf
 
 from manifests import atomic_path, is_url, naming
 from prep.storage import filesystem, join
@@ -48,6 +49,39 @@ def fingerprint_files(folder: Path, names: list[str]) -> dict[str, dict]:
         name: {"size": (folder / name).stat().st_size, "sha256": file_digest(folder / name)}
         for name in names
     }
+
+
+def check_file(path: Path, label: str, size: int | None, sha256: str | None) -> Iterator[str]:
+    """Present, of the recorded size, with the recorded content hash."""
+    try:
+        actual_size = path.stat().st_size
+    except FileNotFoundError:
+        yield f"{label}: missing"
+        return
+    if size is not None and actual_size != size:
+        yield f"{label}: {actual_size} bytes, the manifest says {size}"
+    elif sha256 is not None and file_digest(path) != sha256:
+        yield f"{label}: content differs from the recorded sha256 (corrupt or rewritten)"
+
+
+def check_wav(path: Path, label: str, frames: int, sample_rate: int) -> Iterator[str]:
+    """A readable mono WAV/FLAC of ``frames`` samples at ``sample_rate``."""
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        yield f"{label}: unreadable ({exc})"
+        return
+    if info.frames != frames:
+        yield f"{label}: {info.frames} samples, the manifest says {frames}"
+    if info.samplerate != sample_rate or info.channels != 1:
+        yield f"{label}: {info.samplerate} Hz {info.channels} ch, expected {sample_rate} Hz mono"
+
+
+def stored_samples(fmt: dict, entry: dict) -> int:
+    """Samples an item holds: the segment when every item was padded or cut to it."""
+    if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
+        return int(fmt["segment_samples"])
+    return int(entry["num_samples"])
 
 
 class _HashingFile:

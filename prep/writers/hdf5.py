@@ -14,14 +14,22 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
 from manifests import atomic_path, naming
+from prep.errors import UsageError
+from prep.writers.base import FormatWriter, WrittenFormat
+from prep.writers.files import fingerprint_files
+
+if TYPE_CHECKING:
+    import h5py
 
 FILENAME = "data.h5"
+HDF5_COMPRESSIONS = ("none", "lzf", "gzip")
 
 
 def _dataset(f: h5py.File, name: str, data=None, compression: str = "none", **kwargs):
@@ -45,7 +53,54 @@ def _check_room(path: Path, items: list, options) -> None:
         )
 
 
-def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dict]:
+class HDF5Writer(FormatWriter):
+    name = "hdf5"
+    carries_mel = True
+
+    def params(self, options) -> dict:
+        return {"compression": options.hdf5_compression}
+
+    def validate(self, options) -> None:
+        if options.hdf5_compression not in HDF5_COMPRESSIONS:
+            raise UsageError(f"--hdf5-compression must be one of {', '.join(HDF5_COMPRESSIONS)}")
+
+    def write_all(self, folder: Path, items: list, rows, options) -> WrittenFormat:
+        _write_file(folder, items, rows, options)
+        return WrittenFormat(
+            locations=[{"row": i} for i in range(len(items))],
+            files=fingerprint_files(folder, [FILENAME]),
+            fields={"file": FILENAME},
+        )
+
+    def verify(self, folder: Path, label: str, fmt: dict, entries: list[dict]) -> Iterator[str]:
+        """The datasets' shapes for the items the manifest lists, and mel when promised."""
+        import h5py
+
+        name = f"{label}/{fmt.get('file', FILENAME)}"
+        n = len(entries)
+        try:
+            with h5py.File(folder / fmt.get("file", FILENAME), "r") as f:
+                shapes = {key: f[key].shape for key in f}
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            yield f"{name}: not a readable HDF5 file ({exc})"
+            return
+        expected = {"keys": (n,), "sources": (n,), "num_samples": (n,)}
+        if fmt.get("segment_samples") and fmt.get("last") in ("pad", "drop"):
+            expected["audio"] = (n, fmt["segment_samples"])
+        else:
+            expected["offsets"] = (n + 1,)
+        for key, shape in expected.items():
+            if shapes.get(key) != shape:
+                yield f"{name}: dataset {key!r} has shape {shapes.get(key)}, expected {shape}"
+        if "mel" in fmt and "mel" not in shapes:
+            yield f"{name}: no 'mel' dataset although the set was made with mel"
+
+
+def _write_file(folder: Path, items: list, rows, options) -> None:
+    import h5py
+
     n = len(items)
     comp = options.hdf5_compression
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +151,6 @@ def write_all(folder: Path, items: list, rows, options) -> tuple[list[dict], dic
         if options.wants_mel:
             f.attrs["mel"] = json.dumps(options.mel, sort_keys=True)
             f.attrs["mel_dtype"] = options.mel_dtype
-    return [{"row": i} for i in range(n)], {"file": FILENAME}
 
 
 def _write_mel(f: h5py.File, items: list, rows, options) -> None:

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from prep.segmenting import key_folder
-from prep.writers.files import write_once
+from prep.writers.base import ItemFileWriter
+from prep.writers.files import check_file
 
 
-def relative_path(meta) -> str:
-    return f"{key_folder(meta.key)}/{meta.key}.npy"
+class MelWriter(ItemFileWriter):
+    name = "mel"
+    suffix = ".npy"
+    location_field = "mel_filepath"
+    computes_mel = True
+    carries_mel = True
 
+    def encode(self, meta, row: np.ndarray, mel: np.ndarray | None) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, mel)
+        return buffer.getvalue()
 
-def location(meta) -> dict:
-    return {"mel_filepath": relative_path(meta)}
-
-
-def write_item(folder: Path, meta, row: np.ndarray, mel: np.ndarray | None, options) -> str:
-    """Write the item's ``.npy`` (unless an earlier run did); return its sha256."""
-    buffer = io.BytesIO()
-    np.save(buffer, mel)
-    return write_once(folder / relative_path(meta), buffer.getvalue())
+    def verify(self, folder: Path, label: str, fmt: dict, entries: list[dict]) -> Iterator[str]:
+        """Each ``.npy``: present, of its recorded hash, ``[n_mels, frames]``."""
+        n_mels = fmt.get("mel", {}).get("n_mels")
+        for entry in entries:
+            rel = entry["mel_filepath"]
+            name = f"{label}/{rel}"
+            problems = list(check_file(folder / rel, name, None, entry.get("sha256")))
+            if not problems:
+                try:
+                    shape = np.load(folder / rel, mmap_mode="r").shape
+                except (ValueError, OSError) as exc:
+                    problems.append(f"{name}: unreadable ({exc})")
+                else:
+                    if len(shape) != 2 or shape[0] != n_mels:
+                        problems.append(f"{name}: shape {shape}, expected [{n_mels}, frames]")
+            yield from problems

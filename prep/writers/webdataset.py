@@ -14,14 +14,20 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from prep.errors import UsageError
 from prep.pcm import encode_pcm16
+from prep.writers.base import FormatWriter, WrittenFormat
 from prep.writers.files import open_output
 
 DEFAULT_SHARD_BYTES = 256 << 20
+CODECS = ("wav", "flac")
 
 
 def shard_name(index: int) -> str:
@@ -68,35 +74,104 @@ def _sample(meta, rows, options, with_text: bool) -> dict:
     return sample
 
 
-def write_all(folder: Path | str, items: list, rows, options) -> tuple[list[dict], dict]:
-    from webdataset import TarWriter  # the webdataset package imports torch: only when used
+class WebDatasetWriter(FormatWriter):
+    name = "webdataset"
+    carries_mel = True
+    streams_to_object_storage = True
 
-    order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
-    per_shard = min(items_per_shard(items, options), max(1, len(items)))  # what a shard holds
-    num_shards = math.ceil(len(items) / per_shard)
-    with_text = any("text" in m.fields for m in items)
-    locations: list[dict] = [{} for _ in items]
-    files: dict[str, dict] = {}
-    for s in range(num_shards):
-        name = shard_name(s)
-        with open_output(folder, name, files) as fh:
-            writer = TarWriter(fh, user="audioprep", group="audioprep", mtime=0, encoder=False)
-            for i in order[s * per_shard : (s + 1) * per_shard]:
-                meta = items[i]
-                writer.write(_sample(meta, rows, options, with_text))
-                locations[i] = {"shard": name, "member": f"{meta.key}.{options.codec}"}
-            writer.close()
-    last = len(items) - per_shard * (num_shards - 1) if num_shards else 0
-    extra = {
-        "num_shards": num_shards,
-        "samples_per_shard": per_shard,
-        "last_shard_samples": last,
-        "shard_items": [min(per_shard, len(items) - s * per_shard) for s in range(num_shards)],
-        "shards": [shard_name(s) for s in range(num_shards)],
-        "files": files,
-        "summary": _summary(num_shards, per_shard, last, len(items)),
-    }
-    return locations, extra
+    def params(self, options) -> dict:
+        return {
+            "shuffle_seed": options.shuffle_seed,
+            "shard_size": options.shard_size,
+            "shard_bytes": options.shard_bytes,
+            "codec": options.codec,
+        }
+
+    def validate(self, options) -> None:
+        if options.codec not in CODECS:
+            raise UsageError(f"--codec must be one of {', '.join(CODECS)}")
+        for name in ("shard_size", "shard_bytes"):
+            value = getattr(options, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+        if options.shuffle_seed < 0:
+            raise UsageError("--shuffle-seed must be 0 or more")
+
+    def write_all(self, folder: Path | str, items: list, rows, options) -> WrittenFormat:
+        from webdataset import TarWriter  # the webdataset package imports torch: only when used
+
+        order = np.random.default_rng(options.shuffle_seed).permutation(len(items))
+        per_shard = min(items_per_shard(items, options), max(1, len(items)))  # a shard's items
+        num_shards = math.ceil(len(items) / per_shard)
+        with_text = any("text" in m.fields for m in items)
+        locations: list[dict] = [{} for _ in items]
+        files: dict[str, dict] = {}
+        for s in range(num_shards):
+            name = shard_name(s)
+            with open_output(folder, name, files) as fh:
+                writer = TarWriter(fh, user="audioprep", group="audioprep", mtime=0, encoder=False)
+                for i in order[s * per_shard : (s + 1) * per_shard]:
+                    meta = items[i]
+                    writer.write(_sample(meta, rows, options, with_text))
+                    locations[i] = {"shard": name, "member": f"{meta.key}.{options.codec}"}
+                writer.close()
+        last = len(items) - per_shard * (num_shards - 1) if num_shards else 0
+        fields = {
+            "num_shards": num_shards,
+            "samples_per_shard": per_shard,
+            "last_shard_samples": last,
+            "shard_items": [min(per_shard, len(items) - s * per_shard) for s in range(num_shards)],
+            "shards": [shard_name(s) for s in range(num_shards)],
+        }
+        summary = _summary(num_shards, per_shard, last, len(items))
+        return WrittenFormat(locations, files, fields, summary)
+
+    def verify(self, folder: Path, label: str, fmt: dict, entries: list[dict]) -> Iterator[str]:
+        """Each shard a readable tar holding the items format.json and the manifest list."""
+        wanted: dict[str, set[str]] = {}
+        for entry in entries:
+            wanted.setdefault(entry["shard"], set()).add(entry["member"])
+        shards = fmt.get("shards", [])
+        counts = _shard_counts(fmt)
+        if counts is not None and (len(counts) != len(shards) or sum(counts) != len(entries)):
+            yield f"{label}/format.json: shard item counts {counts} do not add up to its shards"
+            counts = None
+        for index, shard in enumerate(shards):
+            name = f"{label}/{shard}"
+            try:
+                with tarfile.open(folder / shard) as tar:
+                    members = {m.name for m in tar.getmembers()}
+            except FileNotFoundError:
+                continue  # reported by the file check
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                yield f"{name}: not a readable tar ({exc})"
+                continue
+            keys = {m.group(1) for m in map(_MEMBER.match, members) if m}
+            listed = len(wanted.get(shard, ()))
+            if counts is not None and len(keys) != counts[index]:
+                yield f"{name}: {len(keys)} items, format.json says {counts[index]}"
+            elif len(keys) != listed:
+                yield f"{name}: {len(keys)} items, the manifest lists {listed}"
+            missing = wanted.get(shard, set()) - members
+            if missing:
+                yield f"{name}: {len(missing)} members missing, e.g. {sorted(missing)[0]}"
+        unknown = set(wanted) - set(fmt.get("shards", []))
+        for shard in sorted(unknown):
+            yield f"{label}: the manifest names {shard}, which format.json does not list"
+
+
+_MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # KEY.ext, as webdataset groups them
+
+
+def _shard_counts(fmt: dict) -> list | None:
+    """Items per shard as format.json records them (``shard_items``; derived in one
+    written before that field)."""
+    shards = fmt.get("shards", [])
+    if "shard_items" in fmt:
+        return fmt["shard_items"]
+    if shards and "samples_per_shard" in fmt:
+        return [fmt["samples_per_shard"]] * (len(shards) - 1) + [fmt.get("last_shard_samples")]
+    return None
 
 
 def _summary(num_shards: int, per_shard: int, last: int, num_items: int) -> str:
