@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loaders.audio.base import DecodeError
 from loaders.audio.dsp import load_mono
+from loaders.audio.errors import DecodeError
 from loaders.audio.sniff import is_audio_name
 from loaders.epoch import SharedEpoch
 

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from loaders.audio.base import AudioInfo, AudioReader, DecodeError
+from loaders.audio.base import AudioInfo, AudioReader
 from loaders.audio.dsp import (
     CHANNEL_MODES,
     RESAMPLE_QUALITIES,
@@ -30,6 +30,7 @@ from loaders.audio.dsp import (
     resampler_version,
     to_int16,
 )
+from loaders.audio.errors import DecodeError
 from loaders.audio.quiet import quiet_native_stderr
 from loaders.audio.registry import DECODERS, decoder_named, open_audio
 from manifests import (

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loaders.audio.base import AudioInfo, AudioReader, DecodeError
+from loaders.audio.base import AudioInfo, AudioReader
 from loaders.audio.dsp import mono_stream, to_int16
+from loaders.audio.errors import DecodeError
 from loaders.audio.registry import decoder_named
 from prep.errors import os_reason
 from prep.pcm import WAV_HEADER_BYTES, pcm16_bytes, wav16_header

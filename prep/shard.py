@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from loaders.audio.base import DecodeError
 from loaders.audio.dsp import concat, iter_mono, to_int16
+from loaders.audio.errors import DecodeError
 from loaders.audio.quiet import quiet_native_stderr
 from loaders.audio.registry import open_audio
 from loaders.audio.sniff import not_a_file_reason, wav_missing_bytes

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loaders.audio.base import DecodeError
+from loaders.audio.errors import DecodeError
 from loaders.audio.quiet import quiet_native_stderr
 from loaders.audio.registry import open_audio
 from manifests import iter_manifest

@@ -16,7 +16,7 @@ import soundfile as sf
 import toy_decoder
 from conftest import REPO, make_file, sine
 
-from loaders.audio.base import DecodeError
+from loaders.audio.errors import DecodeError
 from loaders.audio.registry import DECODERS, decoder_named, open_audio
 from loaders.audio.soundfile_backend import SoundfileDecoder
 from manifests import read_manifest

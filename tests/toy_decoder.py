@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from loaders.audio.base import BLOCK_FRAMES, AudioInfo, AudioReader, CannotOpenError, Decoder
+from loaders.audio.base import BLOCK_FRAMES, AudioInfo, AudioReader, Decoder
+from loaders.audio.errors import CannotOpenError
 from loaders.audio.registry import AUTO_MEMBERS, DECODERS, register_decoder
 from loaders.int16 import INT16_SCALE
 

@@ -6,8 +6,8 @@ samples. Nothing here imports torch, and the array readers (memmap, HDF5) and th
 WAV/npy readers never import this package. Its modules, by concern:
 
 - ``base``: the interface: :class:`Decoder` (a backend's name, ``can_open``,
-  ``range_reads``, ``exact_seeks``, ``open``), :class:`AudioReader`, :class:`AudioInfo`,
-  :class:`DecodeError`.
+  ``range_reads``, ``exact_seeks``, ``open``), :class:`AudioReader`, :class:`AudioInfo`.
+- ``errors``: :class:`DecodeError` (one readable line) and the checks that raise it.
 - ``sniff``: what a file is before any decoder runs (its first bytes; audio names).
 - ``soundfile_backend``, ``pyav_backend``, ``ffmpeg_backend``: one module per backend.
 - ``composite``: ``auto``, which tries the backends in order; ``registry``: every backend

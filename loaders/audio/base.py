@@ -9,7 +9,6 @@ they hold: a new backend is one module plus one line in :mod:`loaders.audio.regi
 
 from __future__ import annotations
 
-import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+
+from loaders.audio.errors import DecodeError
 
 if TYPE_CHECKING:
     from loaders.audio.sniff import Sniffed
@@ -33,14 +34,6 @@ MAX_SAMPLE_RATE = 768000
 from 244 bytes), not audio."""
 MAX_CHANNELS = 255
 """Opus's limit; more is a broken header (and 65,535 channels would need 17 GB a block)."""
-
-
-class DecodeError(Exception):
-    """A file that cannot be decoded completely; the message is one readable line."""
-
-
-class CannotOpenError(DecodeError):
-    """One decoder refuses the file's format: ``--decoder auto`` tries the next one."""
 
 
 @dataclass(frozen=True)
@@ -135,22 +128,3 @@ class Decoder(ABC):
     def open(cls, source: AudioInput) -> AudioReader:
         """Open ``source`` (a path, or a whole file's bytes), or raise
         :class:`CannotOpenError` when this backend does not read its format."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception from inside a decoding library as one line: its type and message."""
-    text = " ".join(str(exc).split()).rstrip(".")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def all_finite(block: np.ndarray) -> bool:
-    """Whether a float block holds no NaN or infinity: one sum (NaN and inf survive it),
-    and an exact check only when the sum is not finite."""
-    return math.isfinite(float(block.sum())) or bool(np.isfinite(block).all())
-
-
-def not_finite(block: np.ndarray, decoded: int, sample_rate: int) -> DecodeError:
-    """The error for a block that failed :func:`all_finite`, at its first bad sample."""
-    bad = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
-    seconds = (decoded + int(bad[0])) / sample_rate
-    return DecodeError(f"NaN or infinite samples (at {seconds:.2f} s): a broken float file")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 
-from loaders.audio.base import AudioInput, AudioReader, CannotOpenError, DecodeError, Decoder
+from loaders.audio.base import AudioInput, AudioReader, Decoder
+from loaders.audio.errors import CannotOpenError, DecodeError
 from loaders.audio.sniff import Sniffed, sniff
 
 

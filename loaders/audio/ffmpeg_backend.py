@@ -18,18 +18,8 @@ from typing import IO
 
 import numpy as np
 
-from loaders.audio.base import (
-    BLOCK_FRAMES,
-    AudioInfo,
-    AudioInput,
-    AudioReader,
-    CannotOpenError,
-    DecodeError,
-    Decoder,
-    all_finite,
-    not_finite,
-    one_line,
-)
+from loaders.audio.base import BLOCK_FRAMES, AudioInfo, AudioInput, AudioReader, Decoder
+from loaders.audio.errors import CannotOpenError, DecodeError, all_finite, not_finite, one_line
 
 _STDERR_KEEP = 4096
 

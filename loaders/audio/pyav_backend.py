@@ -13,18 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from loaders.audio.base import (
-    BLOCK_FRAMES,
-    AudioInfo,
-    AudioInput,
-    AudioReader,
-    CannotOpenError,
-    DecodeError,
-    Decoder,
-    all_finite,
-    not_finite,
-    one_line,
-)
+from loaders.audio.base import BLOCK_FRAMES, AudioInfo, AudioInput, AudioReader, Decoder
+from loaders.audio.errors import CannotOpenError, DecodeError, all_finite, not_finite, one_line
 from loaders.audio.sniff import Sniffed, ogg_has_end_of_stream
 
 PREFERRED_OGG_CODECS = frozenset({"vorbis", "opus"})

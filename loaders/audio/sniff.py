@@ -13,7 +13,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-from loaders.audio.base import AudioInput, DecodeError
+from loaders.audio.base import AudioInput
+from loaders.audio.errors import DecodeError
 
 AUDIO_EXTENSIONS: tuple[str, ...] = ("mp3", "ogg", "oga", "opus", "flac", "wav")
 """What a folder walk picks up, case-insensitively (decoding itself goes by content)."""

@@ -13,18 +13,8 @@ import numpy as np
 import soundfile as sf
 from soundfile import _ffi, _snd  # the C handle, for reads that do not seek (see below)
 
-from loaders.audio.base import (
-    BLOCK_FRAMES,
-    AudioInfo,
-    AudioInput,
-    AudioReader,
-    CannotOpenError,
-    DecodeError,
-    Decoder,
-    all_finite,
-    not_finite,
-    one_line,
-)
+from loaders.audio.base import BLOCK_FRAMES, AudioInfo, AudioInput, AudioReader, Decoder
+from loaders.audio.errors import CannotOpenError, DecodeError, all_finite, not_finite, one_line
 from loaders.audio.sniff import ogg_has_end_of_stream, wav_missing_bytes
 
 # Shortfall against the header's frame count tolerated before a file counts as truncated:
