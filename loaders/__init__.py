@@ -1,5 +1,7 @@
-"""What training code imports. Light on import: torch loads only with what needs it, so
-``prep convert`` can use ``loaders.decode`` without it. Never imports prep, click or joblib.
+"""What training code imports. Light on import (PEP 562: each name loads its module on first
+use): torch loads only with what needs it, so ``prep convert`` can use ``loaders.audio``
+without it, and decoding (``loaders.audio``: soxr, PyAV, ffmpeg) loads only with the
+on-the-fly loader and the noise bank. Never imports prep, click or joblib.
 
     from loaders import open_dataset, pad_collate
     ds = open_dataset("shards/memmap", dtype="int16")

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loaders.decode import DecodeError, is_audio_name, load_mono
+from loaders.audio.dsp import load_mono
+from loaders.audio.errors import DecodeError
+from loaders.audio.sniff import is_audio_name
 from loaders.epoch import SharedEpoch
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from loaders.decode import DecodeError, is_audio_name, load_mono, to_int16
+from loaders.audio.dsp import load_mono, to_int16
+from loaders.audio.errors import DecodeError
+from loaders.audio.sniff import is_audio_name
 from loaders.epoch import SharedEpoch
 from loaders.sample import audio_tensor, check_dtype, make_sample
 from manifests import iter_manifest, resolve_audio_path

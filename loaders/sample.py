@@ -16,8 +16,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from loaders.decode import INT16_SCALE
 from loaders.formats import FORMAT_VERSIONS
+from loaders.int16 import INT16_SCALE
 from manifests import Entry, is_url, iter_manifest, parse_manifest_lines
 
 AUDIO_DTYPES = ("float32", "int16")

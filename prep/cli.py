@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
+from loaders.audio.registry import DECODERS
 from manifests import ManifestError
 from prep.errors import RunError, UsageError, os_reason
 from prep.sources import SourceError
@@ -94,6 +95,8 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except _USER_ERRORS as exc:
             _fail(str(exc))
+        except click.UsageError as exc:  # a subcommand's bad option, e.g. an unknown --decoder
+            _fail(exc.format_message())
         except RunError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
@@ -116,7 +119,10 @@ def main() -> None:
 @click.option("--min-duration", type=float, default=None, help="Skip shorter files (seconds).")
 @click.option("--max-duration", type=float, default=None, help="Skip longer files (seconds).")
 @click.option(
-    "--decoder", default="auto", show_default=True, help="auto, soundfile, pyav or ffmpeg."
+    "--decoder",
+    type=click.Choice(tuple(DECODERS), case_sensitive=False),
+    default="auto",
+    show_default=True,
 )
 @click.option("--quality", default="HQ", show_default=True, help="soxr quality: LQ MQ HQ VHQ.")
 @click.option("--ext", "extensions", multiple=True, help="Another extension to pick up.")

@@ -22,20 +22,17 @@ from typing import BinaryIO
 
 import numpy as np
 
-from loaders.decode import (
+from loaders.audio.base import AudioInfo, AudioReader
+from loaders.audio.dsp import (
     CHANNEL_MODES,
-    DECODERS,
     RESAMPLE_QUALITIES,
-    AudioInfo,
-    AudioReader,
-    DecodeError,
-    SoundfileReader,
     iter_mono,
-    open_audio,
-    quiet_native_stderr,
     resampler_version,
     to_int16,
 )
+from loaders.audio.errors import DecodeError
+from loaders.audio.quiet import quiet_native_stderr
+from loaders.audio.registry import DECODERS, decoder_named, open_audio
 from manifests import (
     Entry,
     JournalFollower,
@@ -590,7 +587,8 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
     Only names that say FLAC or WAV are opened here (a header read each); a long FLAC
     under another name is still converted part by part, in one worker, to the same bytes.
     """
-    if options.to != "wav16" or options.decoder not in ("auto", "soundfile"):
+    splitter = decoder_named(options.decoder).range_decoder()
+    if options.to != "wav16" or splitter is None:
         return {}  # FLAC output cannot be written in place; other decoders do not seek
     split = {}
     for job in jobs:
@@ -601,7 +599,7 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
         if size < SPLIT_CANDIDATE_BYTES:
             continue
         try:
-            reader = SoundfileReader(path)
+            reader = splitter.open(path)
         except DecodeError:
             continue  # the worker reports it
         reader.close()

@@ -2,9 +2,9 @@
 
 Without parts, a run over a few long recordings ends with one core converting the last
 file while the others wait, and a 2-hour field recording takes one core however many
-there are. A file is cut into parts when libsndfile seeks it to the exact sample and its
-header states its length exactly (PCM in FLAC or WAV: ``EXACT_SEEK_FORMATS`` and
-``EXACT_SEEK_SUBTYPES`` in :mod:`loaders.decode`), and it holds at least two parts.
+there are. A file is cut into parts when its decoder seeks it to the exact sample and its
+header states its length exactly (``AudioInfo.exact_seeks``: with libsndfile, PCM in FLAC
+or WAV, see :mod:`loaders.audio.soundfile_backend`), and it holds at least two parts.
 Such a file is *always* converted part by part, whether its parts run in many workers
 at once (:class:`PartTask`, written in place into one shared temporary file) or one
 after another in one worker (:func:`iter_parts`: object storage, FLAC output), so its
@@ -28,15 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from loaders.decode import (
-    EXACT_SEEK_FORMATS,
-    EXACT_SEEK_SUBTYPES,
-    AudioInfo,
-    DecodeError,
-    SoundfileReader,
-    mono_stream,
-    to_int16,
-)
+from loaders.audio.base import AudioInfo, AudioReader
+from loaders.audio.dsp import mono_stream, to_int16
+from loaders.audio.errors import DecodeError
+from loaders.audio.registry import decoder_named
 from prep.errors import os_reason
 from prep.pcm import WAV_HEADER_BYTES, pcm16_bytes, wav16_header
 from prep.readahead import ReadAhead, read_ahead
@@ -61,6 +56,8 @@ class PartPlan:
     frames: int
     starts: tuple[int, ...]
     margin: int
+    decoder: str
+    """The backend that planned it, which each part's worker opens the file with."""
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -82,11 +79,9 @@ class PartPlan:
 
 
 def plan_parts(info: AudioInfo, out_rate: int) -> PartPlan | None:
-    """How to cut a file, or None when it is converted as one stream (short files, codecs
-    that cannot seek exactly, decoders other than libsndfile)."""
-    container, _, subtype = info.format.partition("/")
-    exact = container in EXACT_SEEK_FORMATS and subtype in EXACT_SEEK_SUBTYPES
-    if info.decoder != "soundfile" or not exact or not info.frames:
+    """How to cut a file, or None when it is converted as one stream (short files, and
+    files or decoders whose seeks are not exact)."""
+    if not info.exact_seeks or not info.frames:
         return None
     in_rate = info.sample_rate
     period = in_rate // math.gcd(in_rate, out_rate)
@@ -95,11 +90,11 @@ def plan_parts(info: AudioInfo, out_rate: int) -> PartPlan | None:
         return None
     margin = 0 if in_rate == out_rate else math.ceil(MARGIN_SECONDS * in_rate / period) * period
     starts = tuple(range(0, (info.frames // length) * length, length))
-    return PartPlan(in_rate, out_rate, info.frames, starts, margin)
+    return PartPlan(in_rate, out_rate, info.frames, starts, margin, info.decoder)
 
 
 def part_blocks(
-    reader: SoundfileReader | ReadAhead, plan: PartPlan, index: int, channels: str, quality: str
+    reader: AudioReader | ReadAhead, plan: PartPlan, index: int, channels: str, quality: str
 ) -> Iterator[np.ndarray]:
     """Mono float32 blocks at the output rate holding exactly part ``index``'s samples."""
     start, stop = plan.input_range(index)
@@ -123,7 +118,7 @@ def _window(blocks: Iterable[np.ndarray], skip: int, keep: int | None) -> Iterat
 
 
 def iter_parts(
-    reader: SoundfileReader | ReadAhead, plan: PartPlan, channels: str, quality: str
+    reader: AudioReader | ReadAhead, plan: PartPlan, channels: str, quality: str
 ) -> Iterator[np.ndarray]:
     """Every part in order from one reader: the whole file's output, as parallel parts
     would write it."""
@@ -171,7 +166,7 @@ def convert_part(task: PartTask) -> PartDone:
     plan = task.plan
     samples = 0
     try:
-        opened = SoundfileReader(task.path)
+        opened = decoder_named(plan.decoder).open(task.path)
         try:
             if (opened.info.frames, opened.info.sample_rate) != (plan.frames, plan.in_rate):
                 raise DecodeError("the file changed while it was being converted")

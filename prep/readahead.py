@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from loaders.decode import BLOCK_FRAMES, AudioReader, FfmpegReader
+from loaders.audio.base import BLOCK_FRAMES, AudioReader
 
 READ_AHEAD_MIN_FRAMES = 4 * BLOCK_FRAMES
 """Files shorter than this (about 6 s at 44.1 kHz) are decoded inline."""
@@ -63,7 +63,7 @@ class ReadAhead:
     def range_blocks(
         self, start: int, stop: int, frames: int = BLOCK_FRAMES
     ) -> Iterator[np.ndarray]:
-        """One range of the file (see ``SoundfileReader.range_blocks``), read ahead."""
+        """One range of the file (see ``AudioReader.range_blocks``), read ahead."""
         return self._ahead(self.reader.range_blocks(start, stop, frames))
 
     def _ahead(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -87,10 +87,11 @@ class ReadAhead:
 
 @contextlib.contextmanager
 def read_ahead(reader: AudioReader) -> Iterator[AudioReader | ReadAhead]:
-    """``reader`` itself for short files and ffmpeg pipes (already another process),
-    else a :class:`ReadAhead` over it, stopped on exit."""
+    """``reader`` itself for short files and readers that decode in another process
+    (an ffmpeg pipe already runs alongside), else a :class:`ReadAhead` over it, stopped
+    on exit."""
     frames = reader.info.frames
-    if isinstance(reader, FfmpegReader) or frames is None or frames < READ_AHEAD_MIN_FRAMES:
+    if not reader.in_process or frames is None or frames < READ_AHEAD_MIN_FRAMES:
         yield reader
         return
     ahead = ReadAhead(reader)

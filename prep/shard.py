@@ -29,16 +29,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from loaders.decode import (
-    DecodeError,
-    concat,
-    iter_mono,
-    not_a_file_reason,
-    open_audio,
-    quiet_native_stderr,
-    to_int16,
-    wav_missing_bytes,
-)
+from loaders.audio.dsp import concat, iter_mono, to_int16
+from loaders.audio.errors import DecodeError
+from loaders.audio.quiet import quiet_native_stderr
+from loaders.audio.registry import open_audio
+from loaders.audio.sniff import not_a_file_reason, wav_missing_bytes
 from loaders.mel_storage import MEL_DTYPES, to_storage
 from manifests import Entry, atomic_path, is_url, iter_manifest, naming, write_manifest
 from prep import storage

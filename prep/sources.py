@@ -9,7 +9,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from loaders.decode import DecodeError, is_audio_name, not_a_file_reason
+from loaders.audio.errors import DecodeError
+from loaders.audio.sniff import is_audio_name, not_a_file_reason
 from manifests import Entry, dumps_entry, is_url, iter_manifest, resolve_audio_path
 from prep.storage import filesystem, join, list_files
 from prep.utterances import names_whole_file

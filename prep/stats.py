@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loaders.decode import DecodeError, open_audio, quiet_native_stderr
+from loaders.audio.errors import DecodeError
+from loaders.audio.quiet import quiet_native_stderr
+from loaders.audio.registry import open_audio
 from manifests import iter_manifest
 from prep.sources import SourceError, discover, is_manifest
 

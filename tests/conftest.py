@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from lockcheck import environment_problem
 
-from loaders.ffmpeg import ffmpeg_executable
+from loaders.audio.ffmpeg_backend import ffmpeg_executable
 from prep.democorpus import speech_like, write_audio
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,9 @@ import pytest
 import soundfile as sf
 from conftest import ffmpeg, make_file, read_int16, run_prep, sine
 
-from loaders.decode import DecodeError, load_mono, open_audio
+from loaders.audio.dsp import load_mono
+from loaders.audio.errors import DecodeError
+from loaders.audio.registry import open_audio
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert
 

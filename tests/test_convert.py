@@ -383,7 +383,7 @@ def test_quiet_off_a_terminal_prints_only_the_summary(src, out):
 
 def test_vbr_mp3_decoded_in_blocks_equals_one_whole_read(tmp_path):
     """python-soundfile re-seeks after each read; mpg123 seeks in VBR mp3 are approximate."""
-    from loaders.decode import open_audio
+    from loaders.audio.registry import open_audio
 
     path = make_file(tmp_path / "vbr.mp3", seconds=4.0)  # soundfile's LAME writes VBR
     whole = sf.read(path, dtype="float32", always_2d=True)[0]
@@ -395,7 +395,7 @@ def test_vbr_mp3_decoded_in_blocks_equals_one_whole_read(tmp_path):
 
 def test_the_convert_path_does_not_import_torch_or_click_in_the_library():
     code = (
-        "import sys, prep.convert, loaders.decode; "
+        "import sys, prep.convert, loaders.audio.registry, loaders.audio.dsp; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio', 'click')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -442,7 +442,7 @@ def _blocks(reader, frames: int = 4096) -> np.ndarray:
 def test_pyav_blocks_of_any_size_hold_every_decoded_sample_in_order(tmp_path, ext, channels):
     import av
 
-    from loaders.decode import PyAVReader
+    from loaders.audio.pyav_backend import PyAVReader
 
     path = make_file(tmp_path / f"a.{ext}", seconds=1.3, sr=48000, channels=channels)
     with av.open(str(path)) as container:
@@ -460,7 +460,7 @@ def test_pyav_blocks_of_any_size_hold_every_decoded_sample_in_order(tmp_path, ex
 
 @pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
 def test_reading_ahead_in_a_thread_yields_the_same_blocks(tmp_path, ext):
-    from loaders.decode import open_audio
+    from loaders.audio.registry import open_audio
     from prep.readahead import ReadAhead
 
     path = make_file(tmp_path / f"long.{ext}", seconds=7.0)
@@ -478,7 +478,7 @@ def test_reading_ahead_in_a_thread_yields_the_same_blocks(tmp_path, ext):
 def test_read_ahead_stops_its_thread_when_the_consumer_leaves_early(tmp_path):
     import threading
 
-    from loaders.decode import open_audio
+    from loaders.audio.registry import open_audio
     from prep.readahead import read_ahead
 
     path = make_file(tmp_path / "long.flac", seconds=8.0)  # above the read-ahead threshold

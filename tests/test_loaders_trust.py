@@ -28,7 +28,7 @@ from loaders import (
     WebDatasetShards,
     open_dataset,
 )
-from loaders.decode import DecodeError
+from loaders.audio.errors import DecodeError
 from loaders.sample import FormatError
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert

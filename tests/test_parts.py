@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 from conftest import make_file, read_int16
 
-from loaders.decode import SoundfileReader, iter_mono, to_int16
+from loaders.audio.dsp import iter_mono, to_int16
+from loaders.audio.soundfile_backend import SoundfileReader
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert
 from prep.parts import PART_SECONDS, plan_parts
@@ -116,11 +117,14 @@ def test_ranges_read_ahead_in_a_thread_are_the_ranges_read_inline(tmp_path):
     ],
 )
 def test_only_samples_coded_one_by_one_in_flac_or_wav_are_cut(fmt, cut):
-    from loaders.decode import AudioInfo
+    from loaders.audio.base import AudioInfo
+    from loaders.audio.soundfile_backend import seeks_exactly
 
-    info = AudioInfo(44100, 2, 44100 * 600, fmt, "soundfile", "libsndfile")
+    exact = seeks_exactly(*fmt.split("/"))
+    info = AudioInfo(44100, 2, 44100 * 600, fmt, "soundfile", "libsndfile", exact)
     assert (plan_parts(info, 16000) is not None) == cut
-    assert plan_parts(AudioInfo(44100, 2, 44100 * 100, fmt, "soundfile", "x"), 16000) is None
+    short = AudioInfo(44100, 2, 44100 * 100, fmt, "soundfile", "x", exact)
+    assert plan_parts(short, 16000) is None
 
 
 def test_a_long_file_that_changes_while_its_parts_run_fails_by_name(src, out):

@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from loaders.decode import open_audio, quiet_native_stderr
-from loaders.ffmpeg import ffmpeg_executable
+from loaders.audio.ffmpeg_backend import ffmpeg_executable
+from loaders.audio.quiet import quiet_native_stderr
+from loaders.audio.registry import open_audio
 from prep.bench.cache import prepare
 from prep.sources import discover
 

@@ -1,4 +1,4 @@
-"""Decoding through an ffmpeg process that pipes WAV (float32) to memory, never to a file.
+"""ffmpeg as a backend: a process that pipes WAV (float32) to memory, never to a file.
 
 Used for what libsndfile refuses (AAC, m4a, video containers...). The ffmpeg on PATH is
 preferred; otherwise the binary shipped by the ``imageio-ffmpeg`` package.
@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
+
+from loaders.audio.base import BLOCK_FRAMES, AudioInfo, AudioInput, AudioReader, Decoder
+from loaders.audio.errors import CannotOpenError, DecodeError, all_finite, not_finite, one_line
 
 _STDERR_KEEP = 4096
 
@@ -76,7 +79,7 @@ def _parse_wav_header(stream: IO[bytes]) -> tuple[int, int]:
 class FfmpegStream:
     """A running ffmpeg decode of one file: sample rate, channels and float32 blocks."""
 
-    def __init__(self, path: str | os.PathLike[str] | bytes) -> None:
+    def __init__(self, path: AudioInput) -> None:
         """``path`` may be the bytes of a whole file: fed to ffmpeg's stdin by a thread."""
         import ffmpeg  # ffmpeg-python builds the command line
 
@@ -153,3 +156,59 @@ class FfmpegStream:
         self._proc.stdout.close()
         self._drain.join()
         self._proc.stderr.close()
+
+
+class FfmpegReader(AudioReader):
+    """ffmpeg decoding; its error-level messages (a cut stream, bad frames) fail the file."""
+
+    in_process = False
+
+    def __init__(self, path: AudioInput) -> None:
+        try:
+            self._stream = FfmpegStream(path)
+        except FfmpegError as exc:
+            raise CannotOpenError(f"ffmpeg cannot decode it ({exc})") from None
+        except OSError as exc:
+            raise CannotOpenError(f"ffmpeg could not be run ({exc.strerror})") from None
+        except Exception as exc:
+            raise CannotOpenError(f"ffmpeg cannot decode it ({one_line(exc)})") from None
+        try:
+            self.info = AudioInfo(
+                sample_rate=self._stream.sample_rate,
+                channels=self._stream.channels,
+                frames=None,
+                format="ffmpeg",
+                decoder=FfmpegDecoder.name,
+                decoder_version=f"ffmpeg {ffmpeg_version()}",
+            ).check()
+        except BaseException:
+            self.close()
+            raise
+        self.empty = self._stream.empty
+        """ffmpeg piped no sample: ``--decoder auto`` asks the next decoder."""
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        decoded = 0
+        try:
+            for block in self._stream.blocks(frames):
+                if not all_finite(block):  # float32 from any source, float ones included
+                    raise not_finite(block, decoded, self.info.sample_rate)
+                decoded += len(block)
+                yield block
+        except FfmpegError as exc:
+            raise DecodeError(f"ffmpeg reported an error ({exc})") from None
+        except OSError as exc:
+            raise DecodeError(f"reading ffmpeg's output failed ({exc.strerror})") from None
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class FfmpegDecoder(Decoder):
+    """The ffmpeg binary: what libsndfile refuses, after it in ``auto``."""
+
+    name = "ffmpeg"
+
+    @classmethod
+    def open(cls, source: AudioInput) -> FfmpegReader:
+        return FfmpegReader(source)
