@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
-import io
 import logging
 import os
 import threading
@@ -36,18 +36,7 @@ from loaders.decode import (
     resampler_version,
     to_int16,
 )
-from manifests import (
-    Entry,
-    JournalFollower,
-    ManifestAppender,
-    atomic_path,
-    is_url,
-    iter_journal,
-    iter_manifest,
-    partial_name,
-    write_manifest,
-)
-from prep import storage
+from manifests import Entry, partial_name
 from prep.errors import UsageError, os_reason
 from prep.parallel import Workers, batch_by_size, check_backend
 from prep.parts import (
@@ -71,9 +60,8 @@ from prep.sources import (
     source_size,
     transcript_for,
 )
-from prep.storage import local_or_url
+from prep.storage import Journal, Location, file_digest, location
 from prep.utterances import Span, SpanError, line_span
-from prep.writers.files import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +72,10 @@ MIN_AUDIO_SECONDS = 0.010
 MANIFEST = "manifest.jsonl"
 ERRORS = "errors.jsonl"
 SKIPPED = "skipped.jsonl"
-JOURNAL = "convert.journal.jsonl"
-JOURNAL_PREFIX = ".convert-journal"
-"""On object storage: one journal object per finished batch, removed at the end."""
+JOURNAL_STEM = "convert"
+"""The run's journal (:meth:`prep.storage.Location.journal`): ``convert.journal.jsonl`` in a
+local OUT, one object per finished batch under ``.convert-journal/`` on object storage."""
+JOURNAL = f"{JOURNAL_STEM}.journal.jsonl"
 
 
 @dataclass(frozen=True)
@@ -183,9 +172,22 @@ class _Skip(Exception):
     """A file left out on purpose (duration filters, too short): not an error."""
 
 
-def _stat_fields(path: Path) -> dict:
-    st = os.stat(path)
-    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+def _stat_fields(where: Location) -> dict:
+    size, mtime_ns = where.stat()
+    return {"source_size": size, "source_mtime_ns": mtime_ns}
+
+
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+"""What ``Path.exists`` takes for "nothing there": the decoder then says why."""
+
+
+def _stat_if_present(where: Location) -> dict:
+    try:
+        return _stat_fields(where)
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return {}
+        raise
 
 
 def _duration_filter(seconds: float, options: ConvertOptions) -> str | None:
@@ -236,23 +238,17 @@ def _write_pcm(
 
 
 def _write_to(
-    blocks: Iterator[np.ndarray], out_path: Path | str, fmt: str, options: ConvertOptions
+    blocks: Iterator[np.ndarray], out: Location, fmt: str, options: ConvertOptions
 ) -> tuple[int, str, int]:
-    """Write the output atomically (a local file) or with one PUT (an object URL); return
+    """Write the output whole or not at all (:meth:`prep.storage.Location.writing`); return
     its samples, sha256 and size in bytes."""
-    if is_url(out_path):
-        buffer = io.BytesIO()
-        written = _write_pcm(blocks, buffer, fmt, options)
-        payload = buffer.getvalue()
-        storage.write_bytes(out_path, payload)
-        return written, hashlib.sha256(payload).hexdigest(), len(payload)
-    with atomic_path(out_path) as tmp:
-        written = _write_pcm(blocks, tmp, fmt, options)
-        return written, file_digest(tmp), tmp.stat().st_size
+    with out.writing() as stored:
+        samples = _write_pcm(blocks, stored.target, fmt, options)
+    return samples, stored.sha256, stored.size
 
 
 def convert_file(
-    source: Source, out_path: Path | str, out_rel: str, options: ConvertOptions
+    source: Source, out_path: Path | str | Location, out_rel: str, options: ConvertOptions
 ) -> Entry:
     """Convert one file to ``out_path`` atomically and return its manifest entry.
 
@@ -261,31 +257,27 @@ def convert_file(
     Raises :class:`DecodeError` for bad input and :class:`_Skip` for filtered files.
     """
     fmt = TARGETS[options.to][0]
-    if is_url(source.path):
-        data = storage.read_bytes(source.path)
-        stat = storage.stat_fields(source.path)
-        audio_input: bytes | Path = data
-    else:
-        data = None
-        stat = _stat_fields(source.path) if source.path.exists() else {}
-        audio_input = source.path
+    src, out = location(source.path), location(out_path)
+    audio_input = src.decoder_input()
+    fetched = isinstance(audio_input, bytes)  # in memory: it cannot change under us
+    stat = _stat_if_present(src)
     if not source.one_whole_file:  # several utterances: filtered one by one (_line_entries)
         options = dataclasses.replace(options, min_duration=None, max_duration=None)
     text = source.fields.get("text")
-    if text is None and data is None:
+    if text is None and not fetched:  # an object's transcript came with the listing
         text = transcript_for(source.path)  # before any work: a bad one fails the file
     with open_audio(audio_input, options.decoder) as opened:
         info = opened.info
         if info.duration is not None and (reason := _duration_filter(info.duration, options)):
             raise _Skip(reason)
         with _output_blocks(opened, options) as blocks:
-            written, digest, size = _write_to(blocks, out_path, fmt, options)
+            written, digest, size = _write_to(blocks, out, fmt, options)
     if stat:  # recorded so `prep verify --sources` can tell a changed source
         stat["source_sha256"] = (
-            hashlib.sha256(data).hexdigest() if data is not None else file_digest(source.path)
+            hashlib.sha256(audio_input).hexdigest() if fetched else file_digest(audio_input)
         )
-        if data is None and _changed(source.path, stat):
-            _remove_output(out_path)
+        if not fetched and _changed(src, stat):
+            out.remove()  # made from a source that changed under it (never a source)
             raise DecodeError(CHANGED)
     return _entry(source, out_rel, info, written, digest, size, stat, options, text)
 
@@ -293,21 +285,13 @@ def convert_file(
 CHANGED = "the file changed while it was being converted"
 
 
-def _changed(path: Path, stat: dict) -> bool:
+def _changed(where: Location, stat: dict) -> bool:
     """Whether a source's size or mtime differs from ``stat`` (taken before decoding)."""
     try:
-        now = _stat_fields(path)
+        now = _stat_fields(where)
     except OSError:
         return True
     return any(now[k] != stat[k] for k in now)
-
-
-def _remove_output(out_path: Path | str) -> None:
-    """Remove an output made from a source that changed under it (never a source)."""
-    if is_url(out_path):
-        storage.remove(out_path)
-    else:
-        Path(out_path).unlink(missing_ok=True)
 
 
 def _entry(
@@ -436,29 +420,25 @@ def _journal_record(result: FileResult) -> Entry:
 
 def _convert_batch(
     jobs: list[_Job | PartTask],
-    out_root: Path | str,
-    journal: Path | None,
+    out_root: Location,
+    journal: Journal,
     options: ConvertOptions,
 ) -> list[FileResult | PartDone]:
     """Worker side: convert a batch of files and parts of long files, never raising for a
     bad one. A part's outcome goes back to the main process, which finishes its file.
 
-    Each outcome is appended to the journal as soon as it is known (one flushed line,
-    which O_APPEND keeps whole between processes): a killed run's work is not lost.
-    Object storage cannot append: there the batch's outcomes are stored as one object
-    under ``.journal/`` when the batch ends.
+    Each file's outcome goes to the journal as soon as it is known (locally one flushed
+    line; on object storage the batch's outcomes are stored as one object when the batch
+    ends): a killed run's work is not lost.
     """
     results = []
-    remote = is_url(out_root)
-    with (
-        quiet_native_stderr(),
-        contextlib.nullcontext() if remote else ManifestAppender(journal) as appender,
-    ):
+    batch = "\n".join(job.source.rel for job in jobs if isinstance(job, _Job))
+    with quiet_native_stderr(), journal.writer(batch) as appender:
         for job in jobs:
             if isinstance(job, PartTask):
                 results.append(convert_part(job))
                 continue
-            target = storage.join(out_root, job.out_rel)
+            target = out_root.join(job.out_rel)
             try:
                 entry = convert_file(job.source, target, job.out_rel, options)
                 results.append(FileResult(job.source.rel, "converted", entry))
@@ -468,38 +448,21 @@ def _convert_batch(
                 results.append(FileResult(job.source.rel, "failed", reason=str(exc)))
             except OSError as exc:
                 results.append(FileResult(job.source.rel, "failed", reason=os_reason(exc)))
-            if appender is not None:
-                appender.append(_journal_record(results[-1]))
-    files = [r for r in results if isinstance(r, FileResult)]
-    if remote and files:
-        batch_id = hashlib.sha1("\n".join(r.rel for r in files).encode()).hexdigest()[:16]
-        records = [_journal_record(r) for r in files]
-        storage.write_manifest_url(
-            storage.join(out_root, f"{JOURNAL_PREFIX}/{batch_id}.jsonl"), records
-        )
+            appender.append(_journal_record(results[-1]))
     return results
 
 
-def _previous_entries(out: Path | str) -> dict[str, Entry]:
+def _previous_entries(out: Location) -> dict[str, Entry]:
     """What earlier runs completed, from the last manifest and an interrupted run's journal."""
     entries: dict[str, Entry] = {}
-    if is_url(out):
-        journals = sorted(storage.list_files(storage.join(out, JOURNAL_PREFIX)))
-        for name in [None, *journals]:
-            url = storage.join(out, MANIFEST if name is None else f"{JOURNAL_PREFIX}/{name}")
-            for entry in storage.read_manifest_url(url):
-                if isinstance(entry.get("source"), str) and "audio_filepath" in entry:
-                    entries[entry["source"]] = entry
-        return entries
-    manifest = out / MANIFEST
-    if manifest.exists():
-        try:
-            for entry in iter_manifest(manifest):
-                if isinstance(entry.get("source"), str):
-                    entries[entry["source"]] = entry
-        except ValueError:
-            log.warning("%s is unreadable; converting everything again", manifest)
-    for entry in iter_journal(out / JOURNAL):
+    manifest = out.join(MANIFEST)
+    try:
+        for entry in manifest.iter_manifest():
+            if isinstance(entry.get("source"), str):
+                entries[entry["source"]] = entry
+    except ValueError:
+        log.warning("%s is unreadable; converting everything again", manifest)
+    for entry in out.journal(JOURNAL_STEM).records():
         if isinstance(entry.get("source"), str) and "audio_filepath" in entry:
             entries[entry["source"]] = entry
     return entries
@@ -513,7 +476,7 @@ def _is_current(
     if entry.get("convert_params") != options.output_params():
         return False
     try:
-        stat = (storage.stat_fields if is_url(job.source.path) else _stat_fields)(job.source.path)
+        stat = _stat_fields(location(job.source.path))
     except OSError:
         return False
     if {k: entry.get(k) for k in ("source_size", "source_mtime_ns")} != stat:
@@ -521,41 +484,36 @@ def _is_current(
     return output_size(job.out_rel) == entry.get("file_size")
 
 
-def _output_sizes(out: Path | str) -> Callable[[str], int | None]:
-    """The size of an existing output by its relative name (one listing for objects)."""
-    if is_url(out):
-        listing = storage.list_files(out)
-        return lambda rel: int(listing[rel]["size"]) if rel in listing else None
+class _Reporter:
+    """Logs each source's failure or skip once and moves the progress line: as the journal
+    says files finished, and at the end for what it did not say (object storage)."""
 
-    def local_size(rel: str) -> int | None:
-        try:
-            return (out / rel).stat().st_size
-        except OSError:
-            return None
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        self.reported: set[str] = set()
 
-    return local_size
-
-
-def _report(records: list[Entry], progress: Callable[[int], None] | None) -> None:
-    for record in records:
-        if record.get("status") == "failed":
-            log.error("error: %s: %s", record["source"], record["reason"])
-        elif record.get("status") == "skipped":
-            log.info("skipped: %s: %s", record["source"], record["reason"])
-    if progress and records:
-        progress(len(records))
+    def report(self, records: list[Entry]) -> None:
+        records = [r for r in records if r.get("source") not in self.reported]
+        for record in records:
+            self.reported.add(record.get("source"))
+            if record.get("status") == "failed":
+                log.error("error: %s: %s", record["source"], record["reason"])
+            elif record.get("status") == "skipped":
+                log.info("skipped: %s: %s", record["source"], record["reason"])
+        if self.progress and records:
+            self.progress(len(records))
 
 
 @contextlib.contextmanager
-def _reporting(journal: Path, progress: Callable[[int], None] | None) -> Iterator[None]:
-    """Follow the journal the workers append to: errors are logged and the progress line
+def _reporting(journal: Journal, reporter: _Reporter) -> Iterator[None]:
+    """Follow the journal the workers write to: errors are logged and the progress line
     moves as files finish, not when the whole run returns."""
-    follower = JournalFollower(journal)
+    follower = journal.follower()
     stop = threading.Event()
 
     def follow() -> None:
         while not stop.wait(0.25):
-            _report(follower.read_new(), progress)
+            reporter.report(follower.read_new())
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
@@ -564,7 +522,7 @@ def _reporting(journal: Path, progress: Callable[[int], None] | None) -> Iterato
     finally:
         stop.set()
         thread.join()
-        _report(follower.read_new(), progress)
+        reporter.report(follower.read_new())
 
 
 @dataclass
@@ -594,8 +552,8 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
         return {}  # FLAC output cannot be written in place; other decoders do not seek
     split = {}
     for job in jobs:
-        path = job.source.path
-        if path.suffix.lower() not in SPLIT_CANDIDATE_SUFFIXES:
+        path = location(job.source.path).local_path
+        if path is None or path.suffix.lower() not in SPLIT_CANDIDATE_SUFFIXES:
             continue
         size = source_size(job.source)
         if size < SPLIT_CANDIDATE_BYTES:
@@ -619,7 +577,8 @@ def _plan_split_files(jobs: list[_Job], out: Path, options: ConvertOptions) -> d
             )
             for index, (start, stop) in enumerate(ranges)
         ]
-        split[job.source.rel] = _SplitFile(job, info, _stat_fields(path), tmp, tasks)
+        stat = _stat_fields(location(path))
+        split[job.source.rel] = _SplitFile(job, info, stat, tmp, tasks)
     return split
 
 
@@ -638,7 +597,7 @@ def _finish_split_file(
         written = finish_output(file.tmp, file.tasks[0].plan, done)
         if reason := _duration_filter(written / options.sample_rate, options):
             raise _Skip(reason)
-        if _changed(job.source.path, file.stat):
+        if _changed(location(job.source.path), file.stat):
             raise DecodeError(CHANGED)
         text = job.source.fields.get("text")
         if text is None:
@@ -656,11 +615,12 @@ def _finish_split_file(
     return FileResult(rel, "converted", entry)
 
 
-def check_paths(src: Path | str, out: Path | str) -> None:
+def check_paths(src: Path | str | Location, out: Path | str | Location) -> None:
     """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written."""
-    if not is_url(src) and not src.exists():  # a missing prefix is reported when listed
-        raise UsageError(f"{src}: no such file or folder")
-    check_out(out, src if is_url(src) else source_root(src))
+    src = location(src)
+    if src.local_path is not None and not src.local_path.exists():
+        raise UsageError(f"{src}: no such file or folder")  # a prefix: told when listed
+    check_out(out, source_root(src))
 
 
 def convert(
@@ -677,21 +637,21 @@ def convert(
     """
     options = options or ConvertOptions()
     options.validate()
-    src, out = local_or_url(src), local_or_url(out)
+    src, out = location(src), location(out)
     check_paths(src, out)
     with locked_out(out):
         return _convert_held(src, out, options, progress)
 
 
 def _convert_held(
-    src: Path | str,
-    out: Path | str,
+    src: Location,
+    out: Location,
     options: ConvertOptions,
     progress: Callable[[int], None] | None,
 ) -> ConvertSummary:
     """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
     started = time.perf_counter()
-    remote = is_url(out)
+    reporter = _Reporter(progress)
 
     sources = discover(src, options.extensions)
     results: dict[str, FileResult] = {
@@ -701,12 +661,12 @@ def _convert_held(
         for s in sources
         if s.problem is not None
     }
-    _report([_journal_record(r) for r in results.values()], progress)
+    reporter.report([_journal_record(r) for r in results.values()])
     sources = [s for s in sources if s.problem is None]
     names = plan_output_names([s.rel for s in sources], TARGETS[options.to][1])
     jobs = [_Job(s, names[s.rel]) for s in sources]
     previous = {} if options.overwrite else _previous_entries(out)
-    output_size = _output_sizes(out)
+    output_size = out.size_lookup()
 
     summary = ConvertSummary()
     found_done = len(results)
@@ -724,14 +684,16 @@ def _convert_held(
             todo.append(job)
     if progress and len(results) > found_done:
         progress(len(results) - found_done)
+    reporter.reported.update(results)  # counted above; a rerun does not tell them again
 
-    journal = None if remote else out / JOURNAL
-    split = {} if remote or is_url(src) else _plan_split_files(todo, out, options)
+    journal = out.journal(JOURNAL_STEM)
+    local_out = out.local_path  # parts are written in place: a file system only
+    split = {} if local_out is None else _plan_split_files(todo, local_out, options)
     items = [job for job in todo if job.source.rel not in split]
     items += [task for file in split.values() for task in file.tasks]
     with (
         Workers(options.jobs, options.backend, options.scheduler) as workers,
-        contextlib.nullcontext() if remote else _reporting(journal, progress),
+        _reporting(journal, reporter),
     ):
         batch_results = workers.run(
             _convert_batch,
@@ -747,12 +709,11 @@ def _convert_held(
             else:
                 results[result.rel] = result
         if split:
-            with ManifestAppender(journal) as appender:
+            with journal.writer("\n".join(split)) as appender:
                 for rel, file in split.items():
-                    results[rel] = _finish_split_file(file, parts_done[rel], out, options)
+                    results[rel] = _finish_split_file(file, parts_done[rel], local_out, options)
                     appender.append(_journal_record(results[rel]))
-    if remote:
-        _report([_journal_record(r) for r in results.values() if r.status != "done"], progress)
+    reporter.report([_journal_record(r) for r in results.values() if r.status != "done"])
 
     entries, errors, skipped = [], [], []
     source_of = {s.rel: s for s in sources}
@@ -778,15 +739,9 @@ def _convert_held(
         else:
             summary.skipped += 1
             skipped.append({"source": rel, "reason": result.reason})
-    if remote:
-        for name, records in ((MANIFEST, entries), (ERRORS, errors), (SKIPPED, skipped)):
-            storage.write_manifest_url(storage.join(out, name), records)
-        storage.remove(storage.join(out, JOURNAL_PREFIX))
-    else:
-        write_manifest(out / MANIFEST, entries)
-        write_manifest(out / ERRORS, errors)
-        write_manifest(out / SKIPPED, skipped)
-        (out / JOURNAL).unlink(missing_ok=True)
+    for name, records in ((MANIFEST, entries), (ERRORS, errors), (SKIPPED, skipped)):
+        out.join(name).write_manifest(records)
+    journal.clear()
     summary.errors = errors
     summary.wall_seconds = time.perf_counter() - started
     return summary
