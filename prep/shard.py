@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -567,8 +568,17 @@ def _read_format_json(folder: Location) -> dict | None:
     return existing
 
 
-def _format_state(folder: Location, params: dict, fingerprint: str, overwrite: bool) -> str:
-    """``done`` (format.json matches), or ``todo`` after clearing what cannot be reused.
+class FormatState(StrEnum):
+    """Where a requested format stands before a run writes it."""
+
+    DONE = "done"
+    """Its format.json matches this run's settings and inputs: left as it is."""
+    TODO = "todo"
+    """To be written (what cannot be reused cleared)."""
+
+
+def _format_state(folder: Location, params: dict, fingerprint: str, overwrite: bool) -> FormatState:
+    """Done (format.json matches), or to do after clearing what cannot be reused.
 
     ``.params.json`` marks a format being written: a run interrupted with the same
     settings leaves files the next one reuses; one with other settings is cleared."""
@@ -582,13 +592,13 @@ def _format_state(folder: Location, params: dict, fingerprint: str, overwrite: b
             {"params": existing.get("params"), "input": existing.get("input")}, sort_keys=True
         )
         if found == wanted:
-            return "done"
+            return FormatState.DONE
         folder.remove()  # made from other inputs or settings, or unreadable: rebuilt
     elif params_file.exists() and _bytes_or_none(params_file) != wanted.encode("utf-8"):
         folder.remove()  # an interrupted run with other settings
     with naming(params_file.path):
         params_file.write_bytes(wanted.encode("utf-8"))
-    return "todo"
+    return FormatState.TODO
 
 
 def _bytes_or_none(where: Location) -> bytes | None:
@@ -675,8 +685,8 @@ def _shard_held(
                 where, options.format_params(name), fingerprint, options.overwrite
             )
         summary = ShardSummary(sources=len(sources))
-        summary.done_formats = [n for n, s in states.items() if s == "done"]
-        todo = [n for n, s in states.items() if s == "todo"]
+        summary.done_formats = [n for n, s in states.items() if s is FormatState.DONE]
+        todo = [n for n, s in states.items() if s is FormatState.TODO]
         if not todo:  # nothing to write; the last run's failures still stand
             summary.errors = list(out.join(ERRORS).iter_manifest())
             summary.failed = len(summary.errors)
