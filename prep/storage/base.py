@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from manifests import Entry
+from manifests import Entry, dumps_entry, parse_manifest_lines
 
 
 class Stat(NamedTuple):
@@ -84,7 +84,8 @@ class Location(ABC):
 
     @property
     @abstractmethod
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The last part of the path."""
 
     @property
     @abstractmethod
@@ -93,6 +94,11 @@ class Location(ABC):
     @abstractmethod
     def join(self, rel: str) -> Location:
         """``rel`` (a ``/``-separated relative name) under this folder."""
+
+    def decoder_input(self) -> Path | bytes:
+        """What a decoder opens: an object's bytes fetched whole into memory (a 2-hour
+        mp3 is about 100 MB); a local file by its path (it seeks)."""
+        return self.read_bytes()
 
     @abstractmethod
     def exists(self) -> bool:
@@ -105,18 +111,31 @@ class Location(ABC):
     def within(self, other: Location) -> bool:
         """Whether this is ``other`` or under it (never across storage kinds)."""
 
+    def read_many(self, names: list[str]) -> dict[str, bytes]:
+        """Several small files under this folder by relative name."""
+        return {name: self.join(name).read_bytes() for name in names}
+
     @abstractmethod
     def read_bytes(self) -> bytes:
         """The whole content; FileNotFoundError naming this location when there is none."""
 
     @abstractmethod
-    def decoder_input(self) -> Path | bytes:
-        """What a decoder opens: a local file by its path (it seeks), an object's bytes
-        fetched whole into memory (a 2-hour mp3 is about 100 MB)."""
-
-    @abstractmethod
     def write_bytes(self, data: bytes) -> None:
         """Store ``data`` whole or not at all."""
+
+    def iter_manifest(self) -> Iterator[Entry]:
+        """The entries of a JSONL manifest here; none when there is no manifest."""
+        try:
+            text = self.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return
+        yield from parse_manifest_lines(text.splitlines(), str(self))
+
+    def write_manifest(self, entries: Iterable[Entry]) -> int:
+        """Store a JSONL manifest whole or not at all; return how many entries."""
+        lines = [dumps_entry(entry) + "\n" for entry in entries]
+        self.write_bytes("".join(lines).encode("utf-8"))
+        return len(lines)
 
     @abstractmethod
     def open_write(self) -> AbstractContextManager[BinaryIO]:
@@ -131,30 +150,18 @@ class Location(ABC):
     def stat(self) -> Stat:
         """Size and mtime (OSError when there is nothing)."""
 
-    @abstractmethod
-    def list_files(self) -> dict[str, int]:
-        """Every file under this folder: its ``/``-separated relative name and size."""
-
     def size_lookup(self) -> Callable[[str], int | None]:
         """The size of a file under this folder by relative name (None when absent)."""
         listing = self.list_files()
         return listing.get
 
-    def read_many(self, names: list[str]) -> dict[str, bytes]:
-        """Several small files under this folder by relative name."""
-        return {name: self.join(name).read_bytes() for name in names}
+    @abstractmethod
+    def list_files(self) -> dict[str, int]:
+        """Every file under this folder: its ``/``-separated relative name and size."""
 
     @abstractmethod
     def remove(self) -> None:
         """Delete this file or folder with all it holds, if present."""
-
-    @abstractmethod
-    def iter_manifest(self) -> Iterator[Entry]:
-        """The entries of a JSONL manifest here; none when there is no manifest."""
-
-    @abstractmethod
-    def write_manifest(self, entries: Iterable[Entry]) -> int:
-        """Store a JSONL manifest whole or not at all; return how many entries."""
 
     @abstractmethod
     def journal(self, stem: str) -> Journal:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from manifests import Entry, dumps_entry, parse_journal_lines, parse_manifest_lines
+from manifests import Entry, parse_journal_lines
 from prep.storage.base import Journal, JournalFollower, Location, Stat, Written
 
 
@@ -65,9 +65,6 @@ class FsspecLocation(Location):
             return fs.cat_file(path)
         except FileNotFoundError:
             raise FileNotFoundError(2, "no such object", self.path) from None
-
-    def decoder_input(self) -> bytes:
-        return self.read_bytes()
 
     def write_bytes(self, data: bytes) -> None:
         fs, path = self._fs()
@@ -120,18 +117,6 @@ class FsspecLocation(Location):
         fs, path = self._fs()
         if fs.exists(path):
             fs.rm(path, recursive=True)
-
-    def iter_manifest(self) -> Iterator[Entry]:
-        try:
-            text = self.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            return
-        yield from parse_manifest_lines(text.splitlines(), self.path)
-
-    def write_manifest(self, entries: Iterable[Entry]) -> int:
-        lines = [dumps_entry(entry) + "\n" for entry in entries]
-        self.write_bytes("".join(lines).encode("utf-8"))
-        return len(lines)
 
     def journal(self, stem: str) -> PrefixJournal:
         return PrefixJournal(self.join(f".{stem}-journal"))
