@@ -123,12 +123,17 @@ def iter_journal(path: str | os.PathLike[str]) -> Iterator[Entry]:
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
+        yield from parse_journal_lines(fh)
+
+
+def parse_journal_lines(lines: Iterable[str]) -> Iterator[Entry]:
+    """Records from a journal's lines (kept ends): a torn or garbled line is skipped."""
+    for line in lines:
+        if not line.endswith("\n"):
+            break
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            yield entry

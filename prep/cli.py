@@ -141,9 +141,7 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
     try:
         options = ConvertOptions(**kwargs)
         options.validate()
-        from prep.storage import local_or_url
-
-        check_paths(local_or_url(src), local_or_url(out))
+        check_paths(src, out)
         total = len(discover(src, options.extensions)) if sys.stderr.isatty() else None
         with _progress("converting", total, quiet) as progress:
             summary = run_convert(src, out, options, progress)

@@ -10,41 +10,36 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from manifests import is_url
 from prep.errors import UsageError
+from prep.storage import Location, location
 
 
-def _prefix(url: Path | str) -> str:
-    return str(url).rstrip("/") + "/"
-
-
-def _within(inner: Path, outer: Path) -> bool:
-    return inner == outer or outer in inner.parents
-
-
-def check_out(out: Path | str, root: Path | str, inputs: Iterable[Path | str] = ()) -> None:
+def check_out(
+    out: Path | str | Location,
+    root: Path | str | Location,
+    inputs: Iterable[Path | str | Location] = (),
+) -> None:
     """Refuse OUT that is SRC's ``root``, inside it, or holds it (symlinks resolved), OUT
-    that holds any of the ``inputs`` folders, and OUT that is a file or cannot be written."""
-    if is_url(out) and is_url(root):
-        out_url, src_url = _prefix(out), _prefix(root)
-        if out_url.startswith(src_url):
-            raise UsageError(f"OUT {out} is inside the source prefix {root}; choose another")
-        if src_url.startswith(out_url):
-            raise UsageError(f"the source prefix {root} is inside OUT {out}; choose another")
-    if is_url(out):
-        return
-    out_resolved = Path(out).resolve()
-    if not is_url(root) and _within(out_resolved, Path(root).resolve()):
+    that holds any of the ``inputs`` folders, and OUT that is a file or cannot be written.
+    Locations on different storage never overlap."""
+    out, root = location(out), location(root)
+    if out.within(root):
         raise UsageError(
-            f"OUT {out} is inside the source folder {Path(root).resolve()}; choose another folder"
+            f"OUT {out} is inside the source {root.noun} {_shown(root)}; choose another {out.noun}"
         )
-    for folder in (root, *inputs):
-        if not is_url(folder) and _within(Path(folder).resolve(), out_resolved):
+    for folder in (root, *map(location, inputs)):
+        if folder.within(out):
             raise UsageError(
-                f"the source folder {Path(folder).resolve()} is inside OUT {out}; a run "
-                "rewrites OUT: choose another folder"
+                f"the source {folder.noun} {_shown(folder)} is inside OUT {out}; a run "
+                f"rewrites OUT: choose another {out.noun}"
             )
-    check_writable(Path(out))
+    if out.local_path is not None:  # object storage tells only when written
+        check_writable(out.local_path)
+
+
+def _shown(where: Location) -> str:
+    """A local folder by its resolved path (what the check compared), a prefix as given."""
+    return str(where.local_path.resolve()) if where.local_path is not None else str(where)
 
 
 def check_writable(out: Path) -> None:

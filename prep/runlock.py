@@ -17,23 +17,23 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from manifests import is_url, remove_partials
+from manifests import remove_partials
 from prep.errors import UsageError
+from prep.storage import Location, location
 
 LOCK_NAME = ".prep.lock"
 
 
-@contextlib.contextmanager
-def locked_out(out: Path | str) -> Iterator[None]:
-    """Hold OUT for this run, free of temporaries before and after; refuse in one line
-    while another run holds it.
+def locked_out(out: Path | str | Location) -> contextlib.AbstractContextManager[None]:
+    """Hold OUT for this run (:meth:`prep.storage.Location.hold`): a local folder is
+    locked by :func:`hold_folder`; object storage has no locks."""
+    return location(out).hold()
 
-    Object storage has no locks: there the caller's own care applies.
-    """
-    if is_url(out):
-        yield
-        return
-    out = Path(out)
+
+@contextlib.contextmanager
+def hold_folder(out: Path) -> Iterator[None]:
+    """Hold a local OUT for this run, free of temporaries before and after; refuse in
+    one line while another run holds it."""
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:

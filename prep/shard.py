@@ -19,11 +19,11 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from loaders.audio.quiet import quiet_native_stderr
 from loaders.audio.registry import open_audio
 from loaders.audio.sniff import not_a_file_reason, wav_missing_bytes
 from loaders.mel_storage import MEL_DTYPES, to_storage
-from manifests import Entry, atomic_path, is_url, iter_manifest, naming, write_manifest
+from manifests import Entry, naming
 from prep import storage
 from prep.errors import RunError, UsageError
 from prep.parallel import Workers, batch_by_size, check_backend
@@ -43,7 +43,7 @@ from prep.paths import check_out
 from prep.runlock import locked_out
 from prep.segmenting import LAST_POLICIES, Span, item_key, min_samples, plan_spans
 from prep.sources import Source, SourceError, discover, is_manifest, source_root, source_size
-from prep.storage import local_or_url
+from prep.storage import Location
 from prep.utterances import SpanError, line_span
 from prep.writers import ItemMeta, StagedRows, get_writer, writer_names
 from prep.writers.base import FormatWriter
@@ -210,16 +210,18 @@ def _from_entry(path: Path | str, entry: Entry) -> ShardSource:
     )
 
 
-def read_inputs(src: Path | str) -> list[ShardSource]:
+def read_inputs(src: Path | str | Location) -> list[ShardSource]:
     """A ``prep convert`` folder (its manifest), a manifest, or any folder of audio."""
-    if is_url(src):
-        entries = storage.read_manifest_url(storage.join(src, "manifest.jsonl"))
+    src = storage.location(src)
+    if src.local_path is None:  # a prefix: its manifest object, else every audio object
+        entries = list(src.join("manifest.jsonl").iter_manifest())
         if not entries:
             return [_walked(s) for s in discover(src)]
         return sorted(
-            (_from_entry(storage.join(src, e["audio_filepath"]), e) for e in entries),
+            (_from_entry(src.join(e["audio_filepath"]).path, e) for e in entries),
             key=lambda s: s.source,
         )
+    src = src.local_path
     manifest = src / "manifest.jsonl" if src.is_dir() else src
     if src.is_dir() and not manifest.exists():
         return [_walked(s) for s in discover(src)]
@@ -250,12 +252,7 @@ def input_fingerprint(sources: list[ShardSource]) -> str:
     digest = hashlib.sha256()
     for s in sources:
         try:
-            if is_url(s.path):
-                stat = storage.stat_fields(s.path)
-                size, mtime_ns = stat["source_size"], stat["source_mtime_ns"]
-            else:
-                st = s.path.stat()
-                size, mtime_ns = st.st_size, st.st_mtime_ns
+            size, mtime_ns = storage.location(s.path).stat()
             digest.update(f"{s.source}\0{size}\0{mtime_ns}\n".encode())
         except OSError:
             digest.update(f"{s.source}\0missing\n".encode())
@@ -266,9 +263,8 @@ def load_int16(path: Path | str, sample_rate: int) -> np.ndarray:
     """Mono int16 at ``sample_rate``: read as is when it already is (a ``prep convert``
     output, bit for bit), else decoded and resampled through the convert code path.
     An object URL is fetched into memory first."""
-    if is_url(path):
-        path = storage.read_bytes(path)
-    elif reason := not_a_file_reason(os.stat(path).st_mode):
+    path = storage.location(path).decoder_input()  # an object: its bytes
+    if isinstance(path, Path) and (reason := not_a_file_reason(os.stat(path).st_mode)):
         raise DecodeError(reason)  # a FIFO would block the read below forever
     try:
         with sf.SoundFile(io.BytesIO(path) if isinstance(path, bytes) else path) as f:
@@ -543,48 +539,60 @@ def _span_text(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def _read_format_json(path: Path) -> dict | None:
+def _read_format_json(folder: Location) -> dict | None:
     """A format.json as a dict; None (with a warning) when it is not one: the format is
     then treated as not done and rebuilt."""
+    path = folder.join("format.json")
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
+        existing = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not JSON"
-        log.warning("%s: %s; rebuilding %s", path, reason, path.parent.name)
+        log.warning("%s: %s; rebuilding %s", path, reason, folder.name)
         return None
     if not isinstance(existing, dict):
-        log.warning("%s: not a JSON object; rebuilding %s", path, path.parent.name)
+        log.warning("%s: not a JSON object; rebuilding %s", path, folder.name)
         return None
     return existing
 
 
-def _format_state(folder: Path, params: dict, fingerprint: str, overwrite: bool) -> str:
-    """``done`` (format.json matches), or ``todo`` after clearing what cannot be reused."""
-    fmt_file, params_file = folder / "format.json", folder / ".params.json"
+class FormatState(StrEnum):
+    """Where a requested format stands before a run writes it."""
+
+    DONE = "done"
+    """Its format.json matches this run's settings and inputs: left as it is."""
+    TODO = "todo"
+    """To be written (what cannot be reused cleared)."""
+
+
+def _format_state(folder: Location, params: dict, fingerprint: str, overwrite: bool) -> FormatState:
+    """Done (format.json matches), or to do after clearing what cannot be reused.
+
+    ``.params.json`` marks a format being written: a run interrupted with the same
+    settings leaves files the next one reuses; one with other settings is cleared."""
+    fmt_file, params_file = folder.join("format.json"), folder.join(".params.json")
     wanted = json.dumps({"params": params, "input": fingerprint}, sort_keys=True)
-    if overwrite and folder.exists():
-        shutil.rmtree(folder)
-    if fmt_file.exists() or fmt_file.is_symlink():
-        existing = _read_format_json(fmt_file) or {}
+    if overwrite:
+        folder.remove()
+    if fmt_file.exists():
+        existing = _read_format_json(folder) or {}
         found = json.dumps(
             {"params": existing.get("params"), "input": existing.get("input")}, sort_keys=True
         )
         if found == wanted:
-            return "done"
-        shutil.rmtree(folder)  # made from other inputs or settings, or unreadable: rebuilt
-    elif params_file.exists() and params_file.read_bytes() != wanted.encode("utf-8"):
-        shutil.rmtree(folder)  # an interrupted run with other settings
-    folder.mkdir(parents=True, exist_ok=True)
-    with naming(params_file):
-        params_file.write_text(wanted, encoding="utf-8")
-    return "todo"
+            return FormatState.DONE
+        folder.remove()  # made from other inputs or settings, or unreadable: rebuilt
+    elif params_file.exists() and _bytes_or_none(params_file) != wanted.encode("utf-8"):
+        folder.remove()  # an interrupted run with other settings
+    with naming(params_file.path):
+        params_file.write_bytes(wanted.encode("utf-8"))
+    return FormatState.TODO
 
 
-def _write_manifest(folder: Path | str, name: str, entries: list[Entry]) -> None:
-    if is_url(folder):
-        storage.write_manifest_url(storage.join(folder, name), entries)
-    else:
-        write_manifest(folder / name, entries)
+def _bytes_or_none(where: Location) -> bytes | None:
+    try:
+        return where.read_bytes()
+    except OSError:
+        return None
 
 
 def remote_formats() -> tuple[str, ...]:
@@ -592,7 +600,7 @@ def remote_formats() -> tuple[str, ...]:
     return tuple(n for n in writer_names() if get_writer(n).streams_to_object_storage)
 
 
-def _check_remote_out(out: str, options: ShardOptions) -> None:
+def _check_remote_out(out: Location, options: ShardOptions) -> None:
     """Object storage takes streamed shards; the random-access formats need a file system."""
     other = [f for f in options.formats if not get_writer(f).streams_to_object_storage]
     if other:
@@ -605,19 +613,6 @@ def _check_remote_out(out: str, options: ShardOptions) -> None:
             "shards on object storage are written from this machine: use --backend local "
             "(or a shared folder as OUT with --backend dask)"
         )
-
-
-def _remote_format_state(url: str, params: dict, fingerprint: str, overwrite: bool) -> str:
-    """``done`` when the stored format.json matches; else the prefix is cleared."""
-    if not overwrite:
-        try:
-            existing = json.loads(storage.read_bytes(storage.join(url, "format.json")))
-        except FileNotFoundError:
-            existing = None
-        if existing and (existing.get("params"), existing.get("input")) == (params, fingerprint):
-            return "done"
-    storage.remove(url)
-    return "todo"
 
 
 def _uint8_error(items: list[ItemMeta]) -> float:
@@ -639,12 +634,9 @@ def _common_fields(meta: ItemMeta) -> Entry:
     return entry
 
 
-def _input_folders(src: Path | str, sources: list[ShardSource]) -> tuple[Path | str, set]:
+def _input_folders(src: Location, sources: list[ShardSource]) -> tuple[Location, set]:
     """SRC's own folder (a manifest's folder), and the folders the listed audio is in."""
-    if is_url(src):
-        return src, set()
-    root = source_root(src) if src.is_file() else src
-    return root, {s.path.parent for s in sources if not is_url(s.path)}
+    return source_root(src), {storage.location(s.path).parent for s in sources}
 
 
 def shard(
@@ -653,11 +645,10 @@ def shard(
     """Turn a converted set (or any audio) into the requested training formats under OUT."""
     options.validate()
     started = time.perf_counter()
-    src, out = local_or_url(src), local_or_url(out)
-    if not is_url(src) and not src.exists():
-        raise SourceError(f"{src}: no such file or folder")
-    remote = is_url(out)
-    if remote:
+    src, out = storage.location(src), storage.location(out)
+    if src.local_path is not None and not src.local_path.exists():
+        raise SourceError(f"{src}: no such file or folder")  # a prefix: told when listed
+    if out.local_path is None:
         _check_remote_out(out, options)
     sources = read_inputs(src)
     if not sources:
@@ -669,52 +660,43 @@ def shard(
 
 
 def _shard_held(
-    out: Path | str, options: ShardOptions, sources: list[ShardSource], started: float
+    out: Location, options: ShardOptions, sources: list[ShardSource], started: float
 ) -> ShardSummary:
     """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
-    remote = is_url(out)
     fingerprint = input_fingerprint(sources)
     staging = None
-    where: Path | str = out  # what was being written, for a one-line OS error
+    where: Location | Path = out  # what was being written, for a one-line OS error
     try:
-        state_of = _remote_format_state if remote else _format_state
         states = {}
         for name in options.formats:
-            where = storage.join(out, name)
-            states[name] = state_of(
+            where = out.join(name)
+            states[name] = _format_state(
                 where, options.format_params(name), fingerprint, options.overwrite
             )
         summary = ShardSummary(sources=len(sources))
-        summary.done_formats = [n for n, s in states.items() if s == "done"]
-        todo = [n for n, s in states.items() if s == "todo"]
+        summary.done_formats = [n for n, s in states.items() if s is FormatState.DONE]
+        todo = [n for n, s in states.items() if s is FormatState.TODO]
         if not todo:  # nothing to write; the last run's failures still stand
-            if remote:
-                summary.errors = storage.read_manifest_url(storage.join(out, ERRORS))
-            elif (out / ERRORS).exists():
-                summary.errors = list(iter_manifest(out / ERRORS))
+            summary.errors = list(out.join(ERRORS).iter_manifest())
             summary.failed = len(summary.errors)
             summary.wall_seconds = time.perf_counter() - started
             return summary
 
-        if remote:  # the items are staged on this machine, then streamed into shards
-            staging = Path(tempfile.mkdtemp(prefix="audioprep-staging-"))
-        else:
-            staging = where = out / STAGING
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-        items, errors = _run_workers(sources, out, staging, options, todo)
+        # beside the outputs (workers on a shared folder see it), or on this machine
+        staging = where = out.scratch(STAGING)
+        items, errors = _run_workers(sources, out.path, staging, options, todo)
         summary.text_dropped = sum(m.text_dropped for m in items)
         rows = StagedRows(staging)
         for name in todo if items else []:  # no item at all: no empty set marked complete
-            where = storage.join(out, name)
+            where = out.join(name)
             summary.written_formats[name] = _write_format(
                 name, where, items, rows, options, fingerprint
             )
         rows.close()
         shutil.rmtree(staging, ignore_errors=True)
-        where = storage.join(out, ERRORS)
-        with naming(where):
-            _write_manifest(out, ERRORS, errors)
+        where = out.join(ERRORS)
+        with naming(where.path):
+            where.write_manifest(errors)
     except OSError as exc:
         raise RunError(write_failure(exc, where)) from None
     finally:
@@ -756,7 +738,7 @@ def _run_workers(
 
 def _write_format(
     name: str,
-    folder: Path | str,
+    folder: Location,
     items: list[ItemMeta],
     rows: StagedRows,
     options: ShardOptions,
@@ -768,7 +750,7 @@ def _write_format(
         locations = [{**writer.location(m), "sha256": m.hashes[name]} for m in items]
         written = None
     else:
-        written = writer.write_all(folder, items, rows, options)
+        written = writer.write_all(folder.path, items, rows, options)
         locations = written.locations
     entries = []
     for meta, location in zip(items, locations, strict=True):
@@ -777,8 +759,9 @@ def _write_format(
         if writer.carries_mel:
             entry.update(meta.mel_fields)
         entries.append(entry)
-    with naming(storage.join(folder, "manifest.jsonl")):
-        _write_manifest(folder, "manifest.jsonl", entries)
+    manifest = folder.join("manifest.jsonl")
+    with naming(manifest.path):
+        manifest.write_manifest(entries)
     params = options.format_params(name)
     text = _count(len(items), "item")
     extra: dict = {}
@@ -800,12 +783,10 @@ def _write_format(
         "input": fingerprint,
     }
     fmt_text = json.dumps(fmt, indent=2) + "\n"
-    if is_url(folder):
-        storage.write_bytes(storage.join(folder, "format.json"), fmt_text.encode("utf-8"))
-    else:
-        with naming(folder / "format.json"), atomic_path(folder / "format.json") as tmp:
-            tmp.write_text(fmt_text, encoding="utf-8")
-        (folder / ".params.json").unlink(missing_ok=True)
+    fmt_file = folder.join("format.json")
+    with naming(fmt_file.path):
+        fmt_file.write_bytes(fmt_text.encode("utf-8"))
+    folder.join(".params.json").remove()
     return text
 
 

@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 
 from loaders.audio.errors import DecodeError
 from loaders.audio.sniff import is_audio_name, not_a_file_reason
-from manifests import Entry, dumps_entry, is_url, iter_manifest, resolve_audio_path
-from prep.storage import filesystem, join, list_files
+from manifests import Entry, dumps_entry, iter_manifest, resolve_audio_path
+from prep.storage import Location, location
 from prep.utterances import names_whole_file
 
 TRANSCRIPT_EXTENSIONS: tuple[str, ...] = (".txt", ".lab")
@@ -66,12 +66,14 @@ class Utterance:
     fields: Entry
 
 
-def is_manifest(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in (".json", ".jsonl")
+def is_manifest(path: Path | Location) -> bool:
+    where = location(path)
+    return where.is_file() and PurePosixPath(where.name).suffix.lower() in (".json", ".jsonl")
 
 
-def source_root(src: Path) -> Path:
+def source_root(src: Path | Location) -> Location:
     """The folder that output paths mirror: SRC itself, or a manifest's folder."""
+    src = location(src)
     return src.parent if is_manifest(src) else src
 
 
@@ -81,9 +83,10 @@ def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()
     Extensions match case-insensitively. Symlinked files are included (and followed
     when read); symlinked folders are not walked, so a link loop cannot hang a run.
     """
-    if is_url(src):
-        return _from_storage(str(src), extra_extensions)
-    src = Path(src)
+    where = location(src)
+    if where.local_path is None:  # object storage: no folders, links or FIFOs to walk
+        return _from_storage(where, extra_extensions)
+    src = where.local_path
     if not src.exists():
         raise SourceError(f"{src}: no such file or folder")
     if is_manifest(src):
@@ -229,11 +232,11 @@ def _one_source_per_file(manifest: Path, lines: list[Source]) -> list[Source]:
     return sources
 
 
-def _from_storage(url: str, extra_extensions: tuple[str, ...]) -> list[Source]:
+def _from_storage(url: Location, extra_extensions: tuple[str, ...]) -> list[Source]:
     """Audio objects under ``url``, sorted by relative path; transcripts fetched at once."""
-    files = list_files(url)
+    files = url.list_files()
     if not files:
-        raise SourceError(f"{url}: no such prefix, or nothing under it")
+        raise SourceError(f"{url}: no such {url.noun}, or nothing under it")
     audio = sorted(rel for rel in files if is_audio_name(rel.rsplit("/", 1)[-1], extra_extensions))
     transcripts = {}
     for rel in audio:
@@ -241,17 +244,13 @@ def _from_storage(url: str, extra_extensions: tuple[str, ...]) -> list[Source]:
         found = [stem + ext for ext in TRANSCRIPT_EXTENSIONS if stem + ext in files]
         if found:
             transcripts[rel] = found[0]
-    texts = {}
-    if transcripts:
-        fs, root = filesystem(url)
-        raw = fs.cat([f"{root}/{t}" for t in transcripts.values()])
-        texts = {t: raw[f"{root}/{t}"] for t in transcripts.values()}
+    texts = url.read_many(list(transcripts.values())) if transcripts else {}
     sources = []
     for rel in audio:
         fields = {}
         if rel in transcripts:
             fields["text"] = texts[transcripts[rel]].decode("utf-8", errors="replace").strip()
-        sources.append(Source(join(url, rel), rel, fields, size=int(files[rel]["size"])))
+        sources.append(Source(url.join(rel).path, rel, fields, size=files[rel]))
     return sources
 
 
@@ -315,9 +314,7 @@ def source_size(source) -> int:
     """Bytes of a source, for batching: known from the listing for objects, else asked."""
     if getattr(source, "size", None) is not None:
         return source.size
-    if is_url(source.path):
-        return 0
     try:
-        return os.stat(source.path).st_size
+        return location(source.path).stat().size
     except OSError:
         return 0

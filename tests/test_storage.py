@@ -137,3 +137,63 @@ def test_webdataset_shards_to_s3_and_back_through_the_loader(s3, tmp_path):
     assert len({s["key"] for s in from_s3}) == 12
     for a, b in zip(from_s3, from_disk, strict=True):
         np.testing.assert_array_equal(a["audio"].numpy(), b["audio"].numpy())
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request, tmp_path):
+    """A folder on each storage kind. (fsspec's ``memory://`` commits a file when it is
+    opened and ``local://`` wants its folders made first: neither is object storage.)"""
+    from prep.storage import location
+
+    if request.param == "local":
+        return location(tmp_path / "loc")
+    request.getfixturevalue("s3")
+    return location(f"s3://audio/contract-{tmp_path.name}")
+
+
+def test_every_location_keeps_one_contract(where):
+    """What convert and shard rely on, the same on each storage kind."""
+    import hashlib
+
+    audio = where.join("d/a.wav")
+    assert not audio.exists() and list(where.join("m.jsonl").iter_manifest()) == []
+    audio.write_bytes(b"abc")
+    assert audio.exists() and audio.read_bytes() == b"abc" and audio.stat().size == 3
+    with pytest.raises(RuntimeError), where.join("d/b.bin").open_write() as fh:
+        fh.write(b"half")
+        raise RuntimeError("a failed write leaves nothing")
+    with where.join("d/c.bin").writing() as stored:
+        if isinstance(stored.target, os.PathLike):  # a temporary file
+            stored.target.write_bytes(b"xyz")
+        else:  # an in-memory buffer
+            stored.target.write(b"xyz")
+    assert (stored.size, stored.sha256) == (3, hashlib.sha256(b"xyz").hexdigest())
+    assert where.list_files() == {"d/a.wav": 3, "d/c.bin": 3}
+    assert where.size_lookup()("d/c.bin") == 3 and where.size_lookup()("nope") is None
+    assert where.join("m.jsonl").write_manifest([{"a": 1}, {"b": "é"}]) == 2
+    assert list(where.join("m.jsonl").iter_manifest()) == [{"a": 1}, {"b": "é"}]
+    journal = where.journal("t")
+    for batch in ("x", "y"):
+        with journal.writer(batch) as writer:
+            writer.append({"source": batch})
+    assert sorted(r["source"] for r in journal.records()) == ["x", "y"]
+    journal.clear()
+    assert list(journal.records()) == []
+    where.join("d").remove()
+    assert where.list_files() == {"m.jsonl": len('{"a": 1}\n{"b": "é"}\n'.encode())}
+
+
+def test_a_file_url_is_the_local_file_system(tmp_path):
+    make_file(tmp_path / "src" / "a.flac", seconds=1.0, sr=48000)
+    convert(tmp_path / "src", tmp_path / "plain", ConvertOptions(jobs=1))
+    summary = convert(f"file://{tmp_path}/src", f"file://{tmp_path}/url", ConvertOptions(jobs=1))
+    assert summary.converted == 1
+    assert _files(tmp_path / "url") == _files(tmp_path / "plain")
+
+
+def test_a_source_problem_is_told_once_when_out_is_on_s3(s3, tmp_path):
+    make_file(tmp_path / "src" / "ok.wav", seconds=1.0, sr=16000)
+    os.mkfifo(tmp_path / "src" / "pipe.wav")
+    result = run_prep("convert", str(tmp_path / "src"), "s3://audio/fifo", env=s3["env"])
+    assert result.returncode == 1
+    assert result.stderr.count("error: pipe.wav:") == 1, result.stderr

@@ -11,8 +11,8 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from manifests import atomic_path, is_url, naming
-from prep.storage import filesystem, join
+from manifests import atomic_path, naming
+from prep.storage import Location, file_digest, location
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -36,11 +36,6 @@ def write_once(path: Path, data: bytes) -> str:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fingerprint_files(folder: Path, names: list[str]) -> dict[str, dict]:
@@ -105,37 +100,17 @@ class _HashingFile:
 
 
 @contextlib.contextmanager
-def open_output(folder: Path | str, name: str, files: dict[str, dict]) -> Iterator[BinaryIO]:
-    """A binary file to stream one output into, committed whole or not at all.
-
-    Locally it is written under a temporary name and renamed; on object storage it is a
-    multipart upload completed only on success. Its size and sha256 go into ``files``.
-    """
-    with naming(join(folder, name)):
-        with _open_output(folder, name) as fh:
-            yield fh
-        files[name] = {"size": fh.size, "sha256": fh.sha256.hexdigest()}
-
-
-@contextlib.contextmanager
-def _open_output(folder: Path | str, name: str) -> Iterator[_HashingFile]:
-    if is_url(folder):
-        fs, path = filesystem(join(folder, name))
-        fh = fs.open(path, "wb", autocommit=False)
+def open_output(
+    folder: Path | str | Location, name: str, files: dict[str, dict]
+) -> Iterator[BinaryIO]:
+    """A binary file to stream one output into, committed whole or not at all
+    (:meth:`prep.storage.Location.open_write`). Its size and sha256 go into ``files``."""
+    target = location(folder).join(name)
+    with naming(target.path), target.open_write() as fh:
         hashing = _HashingFile(fh)
         try:
             yield hashing
-            fh.close()
-            fh.commit()
         except BaseException:
-            hashing.abandoned = True
-            fh.discard()
+            hashing.abandoned = True  # the output is dropped: nothing more goes into it
             raise
-    else:
-        with atomic_path(Path(folder) / name) as tmp, open(tmp, "wb") as fh:
-            hashing = _HashingFile(fh)
-            try:
-                yield hashing
-            except BaseException:
-                hashing.abandoned = True  # the file is removed: nothing more goes into it
-                raise
+    files[name] = {"size": hashing.size, "sha256": hashing.sha256.hexdigest()}

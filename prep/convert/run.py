@@ -1,0 +1,187 @@
+"""The run: sources found, what is current kept, the rest spread over the workers, the
+manifests written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manifests import Entry
+from prep.convert.batch import (
+    ERRORS,
+    JOURNAL_STEM,
+    MANIFEST,
+    SKIPPED,
+    convert_batch,
+    journal_record,
+)
+from prep.convert.entries import line_entries
+from prep.convert.options import TARGETS, ConvertOptions, duration_filter
+from prep.convert.outcomes import FileResult, Job, Outcome
+from prep.convert.reporting import Reporter, reporting
+from prep.convert.resume import is_current, previous_entries
+from prep.convert.split import finish_split_file, plan_split_files, work_bytes
+from prep.errors import UsageError
+from prep.parallel import Workers, batch_by_size
+from prep.parts import PartDone
+from prep.paths import check_out
+from prep.runlock import locked_out
+from prep.sources import discover, plan_output_names, source_root
+from prep.storage import Location, location
+
+
+@dataclass
+class ConvertSummary:
+    converted: int = 0
+    already_done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    converted_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    errors: list[Entry] = field(default_factory=list)
+
+    def line(self) -> str:
+        speed = self.converted_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        return (
+            f"converted {self.converted}, already done {self.already_done}, "
+            f"skipped {self.skipped}, failed {self.failed}; "
+            f"{self.audio_seconds / 3600:.2f} h of audio in the manifest; "
+            f"{self.wall_seconds:.1f} s wall, {speed:.0f}x real time"
+        )
+
+
+def check_paths(src: Path | str | Location, out: Path | str | Location) -> None:
+    """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written."""
+    src = location(src)
+    if src.local_path is not None and not src.local_path.exists():
+        raise UsageError(f"{src}: no such file or folder")  # a prefix: told when listed
+    check_out(out, source_root(src))
+
+
+def convert(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: ConvertOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ConvertSummary:
+    """Convert every audio file under SRC (or in a SRC manifest) into OUT.
+
+    Writes ``OUT/manifest.jsonl`` (converted files, sorted by source path),
+    ``OUT/errors.jsonl`` and ``OUT/skipped.jsonl``; returns the run's summary.
+    ``progress`` is called with the number of files finished since its last call.
+    """
+    options = options or ConvertOptions()
+    options.validate()
+    src, out = location(src), location(out)
+    check_paths(src, out)
+    with locked_out(out):
+        return _convert_held(src, out, options, progress)
+
+
+def _convert_held(
+    src: Location,
+    out: Location,
+    options: ConvertOptions,
+    progress: Callable[[int], None] | None,
+) -> ConvertSummary:
+    """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
+    started = time.perf_counter()
+    reporter = Reporter(progress)
+
+    sources = discover(src, options.extensions)
+    results: dict[str, FileResult] = {
+        s.rel: FileResult(
+            s.rel, Outcome.SKIPPED if s.problem.skipped else Outcome.FAILED, reason=s.problem.reason
+        )
+        for s in sources
+        if s.problem is not None
+    }
+    reporter.report([journal_record(r) for r in results.values()])
+    sources = [s for s in sources if s.problem is None]
+    names = plan_output_names([s.rel for s in sources], TARGETS[options.to][1])
+    jobs = [Job(s, names[s.rel]) for s in sources]
+    previous = {} if options.overwrite else previous_entries(out)
+    output_size = out.size_lookup()
+
+    summary = ConvertSummary()
+    found_done = len(results)
+    todo = []
+    for job in jobs:
+        entry = previous.get(job.source.rel)
+        if is_current(entry, job, output_size, options):
+            reason = duration_filter(entry["duration"], options)
+            results[job.source.rel] = (
+                FileResult(job.source.rel, Outcome.SKIPPED, reason=reason)
+                if reason
+                else FileResult(job.source.rel, Outcome.DONE, entry)
+            )
+        else:
+            todo.append(job)
+    if progress and len(results) > found_done:
+        progress(len(results) - found_done)
+    reporter.reported.update(results)  # counted above; a rerun does not tell them again
+
+    journal = out.journal(JOURNAL_STEM)
+    local_out = out.local_path  # parts are written in place: a file system only
+    split = {} if local_out is None else plan_split_files(todo, local_out, options)
+    items = [job for job in todo if job.source.rel not in split]
+    items += [task for file in split.values() for task in file.tasks]
+    with (
+        Workers(options.jobs, options.backend, options.scheduler) as workers,
+        reporting(journal, reporter),
+    ):
+        batch_results = workers.run(
+            convert_batch,
+            batch_by_size(items, work_bytes, workers.count),
+            out_root=out,
+            journal=journal,
+            options=options,
+        )
+        parts_done: dict[str, list[PartDone]] = {rel: [] for rel in split}
+        for result in (r for batch in batch_results for r in batch):
+            if isinstance(result, PartDone):
+                parts_done[result.rel].append(result)
+            else:
+                results[result.rel] = result
+        if split:
+            with journal.writer("\n".join(split)) as appender:
+                for rel, file in split.items():
+                    results[rel] = finish_split_file(file, parts_done[rel], local_out, options)
+                    appender.append(journal_record(results[rel]))
+    reporter.report([journal_record(r) for r in results.values() if r.status != Outcome.DONE])
+
+    entries, errors, skipped = [], [], []
+    source_of = {s.rel: s for s in sources}
+    for rel in sorted(results):
+        result = results[rel]
+        if result.status in (Outcome.CONVERTED, Outcome.DONE):
+            lines, line_errors, line_skips = line_entries(result.entry, source_of[rel], options)
+            entries += lines
+            errors += line_errors
+            skipped += line_skips
+            summary.failed += len(line_errors)
+            summary.skipped += len(line_skips)
+            summary.audio_seconds += sum(e["duration"] for e in lines)
+            file_seconds = result.entry.get("file_num_samples", result.entry["num_samples"])
+            if result.status == Outcome.CONVERTED:
+                summary.converted += 1
+                summary.converted_seconds += file_seconds / options.sample_rate
+            else:
+                summary.already_done += 1
+        elif result.status == Outcome.FAILED:
+            summary.failed += 1
+            errors.append({"source": rel, "reason": result.reason})
+        else:
+            summary.skipped += 1
+            skipped.append({"source": rel, "reason": result.reason})
+    for name, records in ((MANIFEST, entries), (ERRORS, errors), (SKIPPED, skipped)):
+        out.join(name).write_manifest(records)
+    journal.clear()
+    summary.errors = errors
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
