@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from loaders.collate import pad_collate
+from loaders.formats import as_reader
 
 
 class ThreadedLoader:
@@ -61,12 +62,10 @@ class ThreadedLoader:
         return len(self.batches())
 
     def _load(self, indices: list[int]) -> dict:
-        read_batch = getattr(self.dataset, "read_batch", None)
-        if read_batch is not None and self.collate_fn is pad_collate:
-            return read_batch(indices)  # one read for the whole batch
-        getitems = getattr(self.dataset, "__getitems__", None)
-        samples = getitems(indices) if getitems else [self.dataset[i] for i in indices]
-        return self.collate_fn(samples)
+        reader = as_reader(self.dataset)
+        if reader.reads_batches and self.collate_fn is pad_collate:
+            return reader.read_batch(indices)  # one read for the whole batch
+        return self.collate_fn(reader.__getitems__(indices))
 
     def __iter__(self) -> Iterator[dict]:
         pending = iter(self.batches())

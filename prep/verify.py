@@ -65,7 +65,8 @@ def verify(
         if sources is not None:
             _verify_shard_inputs(formats, Path(sources), report)
     elif (path / "manifest.jsonl").exists():
-        root = None if sources is None else source_root(Path(sources))  # SRC or its manifest's
+        # SRC, or the folder of the manifest it was
+        root = None if sources is None else source_root(Path(sources)).local_path
         _verify_converted(path, root, report)
     else:
         raise SourceError(f"{path}: no manifest.jsonl or format.json: not written by prep")
