@@ -16,6 +16,7 @@ from manifests.jsonl import (
 )
 from manifests.schema import (
     AUDIOPREP_FIELDS,
+    CONVERTED_FILE_FIELDS,
     NEMO_FIELDS,
     is_url,
     resolve_audio_path,
@@ -25,6 +26,7 @@ from manifests.schema import (
 
 __all__ = [
     "AUDIOPREP_FIELDS",
+    "CONVERTED_FILE_FIELDS",
     "NEMO_FIELDS",
     "Entry",
     "JournalFollower",

@@ -14,20 +14,26 @@ from typing import Any
 from manifests.jsonl import Entry, ManifestError, iter_manifest
 
 NEMO_FIELDS = ("audio_filepath", "duration", "offset", "text", "label")
-AUDIOPREP_FIELDS = (
-    "sample_rate",
-    "num_samples",
+CONVERTED_FILE_FIELDS = (
     "source",
     "source_size",
     "source_mtime_ns",
     "source_sha256",
+    "source_sample_rate",
+    "source_channels",
+    "source_format",
     "decoder",
     "decoder_version",
     "resampler",
     "resampler_version",
     "resample_quality",
     "sha256",
+    "file_size",
+    "convert_params",
 )
+"""What a ``prep convert`` entry says of its converted file as a whole: the same on every
+entry of a file listed once per utterance."""
+AUDIOPREP_FIELDS = ("sample_rate", "num_samples", "file_num_samples", *CONVERTED_FILE_FIELDS)
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "audio_filepath": (str,),

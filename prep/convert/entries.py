@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-from manifests import Entry
+from manifests import CONVERTED_FILE_FIELDS, Entry
 from prep.convert.options import ConvertOptions, duration_filter
 from prep.sources import Source
 from prep.utterances import Span, SpanError, line_span
-
-FILE_FIELDS = (
-    "source",
-    "source_size",
-    "source_mtime_ns",
-    "source_sha256",
-    "source_sample_rate",
-    "source_channels",
-    "source_format",
-    "decoder",
-    "decoder_version",
-    "resampler",
-    "resampler_version",
-    "resample_quality",
-    "sha256",
-    "file_size",
-    "convert_params",
-)
-"""What an entry says of the converted file as a whole, whichever line it stands for."""
 
 
 def _line_entry(file_entry: Entry, fields: Entry, span: Span | None, sr: int) -> Entry:
@@ -41,7 +22,7 @@ def _line_entry(file_entry: Entry, fields: Entry, span: Span | None, sr: int) ->
     entry.update(sample_rate=sr, num_samples=samples)
     if span is not None:
         entry["file_num_samples"] = file_samples
-    entry.update({k: file_entry[k] for k in FILE_FIELDS if k in file_entry})
+    entry.update({k: file_entry[k] for k in CONVERTED_FILE_FIELDS if k in file_entry})
     for key, value in fields.items():
         entry.setdefault(key, value)
     return entry
