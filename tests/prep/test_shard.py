@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 import webdataset as wds
-from conftest import REPO, make_file, run_prep
+from helpers import REPO, make_file, run_prep
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

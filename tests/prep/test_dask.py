@@ -11,7 +11,7 @@ from pathlib import Path
 
 import distributed
 import pytest
-from conftest import make_file, run_prep
+from helpers import make_file, run_prep
 
 from manifests import iter_journal
 from prep.convert import JOURNAL, ConvertOptions, convert

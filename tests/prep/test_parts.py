@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_file, read_int16
+from helpers import make_file, read_int16
 
 from loaders.audio.dsp import iter_mono, to_int16
 from loaders.audio.soundfile_backend import SoundfileReader

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, ffmpeg, make_file, read_int16, run_prep
+from helpers import REPO, ffmpeg, make_file, read_int16, run_prep
 
 from loaders import open_dataset
 from loaders.converted import ConvertedDataset

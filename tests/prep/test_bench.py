@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from conftest import make_file, run_prep
+from helpers import make_file, run_prep
 
 
 def test_quick_bench_writes_results_and_report(tmp_path):

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_file, run_prep
+from helpers import make_file, run_prep
 
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert

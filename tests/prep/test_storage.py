@@ -8,7 +8,7 @@ import os
 import fsspec
 import numpy as np
 import pytest
-from conftest import make_file, run_prep
+from helpers import make_file, run_prep
 from moto.server import ThreadedMotoServer
 
 from loaders import open_dataset
