@@ -16,6 +16,8 @@ from helpers import make_file, run_prep
 from manifests import iter_journal
 from prep.convert import JOURNAL, ConvertOptions, convert
 
+pytestmark = pytest.mark.cluster
+
 PART = 3.0
 """Seconds per part here (:mod:`prep.parts`): a file of a few seconds is cut."""
 
