@@ -6,7 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import ALL, MEL, make_file
 from lockcheck import environment_problem
+
+from prep.convert import ConvertOptions, convert
+from prep.shard import ShardOptions, shard
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -26,3 +30,30 @@ def src(tmp_path: Path) -> Path:
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "out"
+
+
+@pytest.fixture(scope="session")
+def converted_set(tmp_path_factory) -> Path:
+    """Built once per run, read by many modules; copy it before changing anything.
+
+    ``src/``: clips of varied length under speaker folders, one with a transcript and one
+    with a tricky name; ``conv/``: their ``prep convert`` output.
+    """
+    root = tmp_path_factory.mktemp("prepared")
+    src = root / "src"
+    for i, seconds in enumerate([0.7, 2.3, 5.0, 11.2]):
+        make_file(src / f"spk{i % 2}" / f"utt{i}.mp3", seconds=seconds)
+    make_file(src / "Track 2.0 (Clean).flac", seconds=3.1)
+    (src / "spk0" / "utt0.txt").write_text("hello there")
+    assert convert(src, root / "conv", ConvertOptions(jobs=1)).failed == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def sharded_set(converted_set) -> Path:
+    """``converted_set``'s ``conv/`` in every format (2 s items, 3 per shard, helpers.MEL),
+    in its ``sh/`` folder; read-only like it."""
+    out = converted_set / "sh"
+    options = ShardOptions(formats=ALL, segment=32000, mel=MEL, shard_size=3, jobs=2)
+    assert shard(converted_set / "conv", out, options).failed == 0
+    return out

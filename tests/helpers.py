@@ -16,6 +16,11 @@ from prep.democorpus import speech_like, write_audio
 
 REPO = Path(__file__).resolve().parents[1]
 
+MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80,
+       "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
+"""The mel settings of the session's sharded set (conftest ``sharded_set``)."""
+ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
+
 
 def sine(freq: float, seconds: float, sr: int, channels: int = 1, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(round(seconds * sr))) / sr
