@@ -38,8 +38,9 @@ from prep.readahead import ReadAhead, read_ahead
 from prep.writers.files import file_digest
 
 PART_SECONDS = 60.0
-"""Input seconds per part: a few seconds of work per part, and few enough parts that
-reopening the file and decoding the margins cost under 1%."""
+"""Input seconds per part by default: a few seconds of work per part, and few enough parts
+that reopening the file and decoding the margins cost under 1%. (Tests pass shorter parts,
+so that a file of a few seconds takes the parts path.)"""
 
 MARGIN_SECONDS = 0.25
 """Input decoded and resampled on either side of a part and then dropped: far more than
@@ -78,14 +79,17 @@ class PartPlan:
         return self.output_start(index + 1) - self.output_start(index)
 
 
-def plan_parts(info: AudioInfo, out_rate: int) -> PartPlan | None:
-    """How to cut a file, or None when it is converted as one stream (short files, and
-    files or decoders whose seeks are not exact)."""
+def plan_parts(
+    info: AudioInfo, out_rate: int, part_seconds: float = PART_SECONDS
+) -> PartPlan | None:
+    """How to cut a file into parts of ``part_seconds`` of input, or None when it is
+    converted as one stream (files under two parts, and files or decoders whose seeks are
+    not exact)."""
     if not info.exact_seeks or not info.frames:
         return None
     in_rate = info.sample_rate
     period = in_rate // math.gcd(in_rate, out_rate)
-    length = round(PART_SECONDS * in_rate / period) * period
+    length = round(part_seconds * in_rate / period) * period
     if length == 0 or info.frames < 2 * length:
         return None
     margin = 0 if in_rate == out_rate else math.ceil(MARGIN_SECONDS * in_rate / period) * period

@@ -1,21 +1,16 @@
-"""Shared helpers: real audio files written with soundfile and the real ffmpeg binary."""
+"""Fixtures shared by every test folder; plain helpers live in :mod:`helpers` (a module of
+its own, because ``conftest`` is not meant to be imported)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from helpers import ALL, MEL, make_file
 from lockcheck import environment_problem
 
-from loaders.audio.ffmpeg_backend import ffmpeg_executable
-from prep.democorpus import speech_like, write_audio
-
-REPO = Path(__file__).resolve().parents[1]
+from prep.convert import ConvertOptions, convert
+from prep.shard import ShardOptions, shard
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -23,47 +18,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = environment_problem()
     if problem:
         pytest.exit(problem, returncode=3)
-
-
-def sine(freq: float, seconds: float, sr: int, channels: int = 1, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
-    x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-    return np.repeat(x[:, None], channels, axis=1)
-
-
-def make_file(path: Path, seconds: float = 1.0, sr: int = 44100, channels: int = 2, **kw) -> Path:
-    """A speech-like file in the format its extension names."""
-    seed = zlib.crc32(path.name.encode())  # stable across processes, unlike hash()
-    write_audio(path, speech_like(seconds, sr, seed=seed, channels=channels), sr)
-    return path
-
-
-def ffmpeg(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [ffmpeg_executable(), "-nostdin", "-hide_banner", "-v", "error", "-y", *args],
-        check=True,
-        capture_output=True,
-    )
-
-
-def run_prep(*args: str, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    """Run the real ``prep`` command line in a fresh interpreter."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "prep.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        **kwargs,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"prep {' '.join(args)} failed:\n{proc.stderr}")
-    return proc
-
-
-def read_int16(path: Path) -> tuple[np.ndarray, int]:
-    with sf.SoundFile(path) as f:
-        assert f.subtype == "PCM_16" and f.channels == 1
-        return f.read(dtype="int16"), f.samplerate
 
 
 @pytest.fixture
@@ -76,3 +30,30 @@ def src(tmp_path: Path) -> Path:
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return tmp_path / "out"
+
+
+@pytest.fixture(scope="session")
+def converted_set(tmp_path_factory) -> Path:
+    """Built once per run, read by many modules; copy it before changing anything.
+
+    ``src/``: clips of varied length under speaker folders, one with a transcript and one
+    with a tricky name; ``conv/``: their ``prep convert`` output.
+    """
+    root = tmp_path_factory.mktemp("prepared")
+    src = root / "src"
+    for i, seconds in enumerate([0.7, 2.3, 5.0, 11.2]):
+        make_file(src / f"spk{i % 2}" / f"utt{i}.mp3", seconds=seconds)
+    make_file(src / "Track 2.0 (Clean).flac", seconds=3.1)
+    (src / "spk0" / "utt0.txt").write_text("hello there")
+    assert convert(src, root / "conv", ConvertOptions(jobs=1)).failed == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def sharded_set(converted_set) -> Path:
+    """``converted_set``'s ``conv/`` in every format (2 s items, 3 per shard, helpers.MEL),
+    in its ``sh/`` folder; read-only like it."""
+    out = converted_set / "sh"
+    options = ShardOptions(formats=ALL, segment=32000, mel=MEL, shard_size=3, jobs=2)
+    assert shard(converted_set / "conv", out, options).failed == 0
+    return out

@@ -56,7 +56,7 @@ def _output_blocks(opened: AudioReader, options: ConvertOptions) -> Iterator[Ite
     thread.
     """
     sr, channels, quality = options.sample_rate, options.channels, options.quality
-    plan = plan_parts(opened.info, sr)
+    plan = plan_parts(opened.info, sr, options.part_seconds)
     with read_ahead(opened) as reader:
         if plan is not None:
             yield iter_parts(reader, plan, channels, quality)

@@ -10,6 +10,7 @@ from loaders.audio.dsp import CHANNEL_MODES, RESAMPLE_QUALITIES
 from loaders.audio.registry import DECODERS
 from prep.errors import UsageError
 from prep.parallel import check_backend
+from prep.parts import PART_SECONDS
 
 TARGETS = {"wav16": ("WAV", ".wav"), "flac16": ("FLAC", ".flac")}
 MIN_AUDIO_SECONDS = 0.010
@@ -32,6 +33,9 @@ class ConvertOptions:
     extensions: tuple[str, ...] = ()
     backend: str = "local"
     scheduler: str | None = None
+    part_seconds: float = PART_SECONDS
+    """Input seconds per part of a long FLAC or WAV (:mod:`prep.parts`). No command-line
+    option: the default suits every run; tests set a few seconds so short files are cut."""
 
     def output_params(self) -> dict:
         """The options an output depends on: a change of any of them redoes the file."""
@@ -66,6 +70,8 @@ class ConvertOptions:
             raise UsageError("--min-duration is larger than --max-duration")
         if self.jobs < 0:
             raise UsageError("--jobs must be positive")
+        if not self.part_seconds > 0:
+            raise UsageError("part_seconds must be a positive number")
         check_backend(self.backend, self.scheduler)
 
 

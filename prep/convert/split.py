@@ -16,7 +16,14 @@ from prep.convert.one_file import CHANGED, changed, file_entry, stat_fields
 from prep.convert.options import ConvertOptions, duration_filter
 from prep.convert.outcomes import FileResult, Job, Outcome, Skip
 from prep.errors import os_reason
-from prep.parts import PartDone, PartTask, finish_output, plan_parts, start_output
+from prep.parts import (
+    PART_SECONDS,
+    PartDone,
+    PartTask,
+    finish_output,
+    plan_parts,
+    start_output,
+)
 from prep.sources import source_size, transcript_for
 from prep.storage import file_digest, location
 
@@ -33,8 +40,14 @@ class SplitFile:
 
 
 SPLIT_CANDIDATE_BYTES = 512 << 10
-"""Smaller files cannot hold two parts (two minutes) of FLAC or WAV: not even opened."""
+"""Smaller files cannot hold two default parts (two minutes) of FLAC or WAV: not even
+opened. Shorter parts lower it in proportion (:func:`split_candidate_bytes`)."""
 SPLIT_CANDIDATE_SUFFIXES = (".flac", ".wav", ".wave", ".aif", ".aiff", ".w64", ".rf64", ".caf")
+
+
+def split_candidate_bytes(part_seconds: float) -> int:
+    """The smallest source worth opening to plan parts of ``part_seconds``."""
+    return int(SPLIT_CANDIDATE_BYTES * min(1.0, part_seconds / PART_SECONDS))
 
 
 def plan_split_files(jobs: list[Job], out: Path, options: ConvertOptions) -> dict:
@@ -53,7 +66,7 @@ def plan_split_files(jobs: list[Job], out: Path, options: ConvertOptions) -> dic
         if path is None or path.suffix.lower() not in SPLIT_CANDIDATE_SUFFIXES:
             continue
         size = source_size(job.source)
-        if size < SPLIT_CANDIDATE_BYTES:
+        if size < split_candidate_bytes(options.part_seconds):
             continue
         try:
             reader = splitter.open(path)
@@ -61,7 +74,7 @@ def plan_split_files(jobs: list[Job], out: Path, options: ConvertOptions) -> dic
             continue  # the worker reports it
         reader.close()
         info = reader.info
-        plan = plan_parts(info, options.sample_rate)
+        plan = plan_parts(info, options.sample_rate, options.part_seconds)
         if plan is None or duration_filter(info.duration or 0.0, options):
             continue
         tmp = partial_name(out / job.out_rel)

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ffmpeg, make_file, read_int16, run_prep, sine
+from helpers import ffmpeg, make_file, read_int16, run_prep, sine
 
 from loaders.audio.dsp import load_mono
 from loaders.audio.errors import DecodeError

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, ffmpeg, make_file, read_int16, run_prep, sine
+from helpers import REPO, ffmpeg, make_file, read_int16, run_prep, sine
 
 from manifests import read_manifest, validate_manifest
 from prep.convert import ConvertOptions, convert

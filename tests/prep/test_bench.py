@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 
-from conftest import make_file, run_prep
+import pytest
+from helpers import make_file, run_prep
+
+pytestmark = pytest.mark.bench
 
 
 def test_quick_bench_writes_results_and_report(tmp_path):

@@ -8,28 +8,18 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_file, run_prep
+from helpers import ALL, make_file, run_prep
 
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert
-from prep.shard import ShardOptions, shard
 from prep.verify import verify
 
-MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 40,
-       "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
-ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
 
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """A source folder, its converted set and every shard format (2 s items, 3 per shard)."""
-    root = tmp_path_factory.mktemp("verify")
-    for i, seconds in enumerate([1.5, 3.2, 4.7, 2.0]):
-        make_file(root / "src" / f"a{i}.ogg", seconds=seconds)
-    assert convert(root / "src", root / "conv", ConvertOptions(jobs=1)).failed == 0
-    options = ShardOptions(formats=ALL, segment=32000, mel=MEL, shard_size=3, jobs=1)
-    assert shard(root / "conv", root / "sh", options).failed == 0
-    return root
+@pytest.fixture
+def made(sharded_set):
+    """The session's prepared set (conftest): ``src/``, ``conv/`` and every format in ``sh/``
+    (2 s items, 3 per shard). Read only."""
+    return sharded_set.parent
 
 
 @pytest.fixture
@@ -51,7 +41,7 @@ def test_clean_folders_pass_on_the_command_line(made):
         assert result.returncode == 0, result.stderr
         assert "all good" in result.stderr and result.stdout == ""
     report = verify(made / "sh")
-    assert sorted(report.checked) == sorted(ALL) and report.checked["memmap"] == 7
+    assert sorted(report.checked) == sorted(ALL) and report.checked["memmap"] == 14
     assert verify(made / "conv", sources=made / "src").ok
     assert verify(made / "sh", sources=made / "conv").ok
 
@@ -84,7 +74,7 @@ def test_missing_truncated_and_reshaped_outputs_are_named(copy):
     assert f"mel/{mel}: content differs" in problems
     assert "hdf5/data.h5: 4096 bytes" in problems
     assert "memmap/audio.npy: 384128 bytes" in problems
-    assert "expected int16 (7, 32000)" in problems
+    assert "expected int16 (14, 32000)" in problems
     assert f"webdataset/{last_shard}: missing" in problems
 
 
@@ -102,18 +92,19 @@ def test_a_damaged_converted_file_is_named_with_its_reason(copy):
 
 def test_sources_changed_since_conversion_are_named(copy):
     src = copy / "src"
-    before = os.stat(src / "a1.ogg")
-    _flip_byte(src / "a1.ogg", 500)  # same size, other content
-    os.utime(src / "a1.ogg", ns=(before.st_atime_ns, before.st_mtime_ns))
-    os.utime(src / "a2.ogg", ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # touched
-    (src / "a3.ogg").unlink()
+    before = os.stat(src / "spk0/utt0.mp3")
+    _flip_byte(src / "spk0/utt0.mp3", 500)  # same size, other content
+    os.utime(src / "spk0/utt0.mp3", ns=(before.st_atime_ns, before.st_mtime_ns))
+    touched = (before.st_atime_ns, before.st_mtime_ns + 10**9)
+    os.utime(src / "spk0/utt2.mp3", ns=touched)
+    (src / "spk1/utt3.mp3").unlink()
     assert verify(copy / "conv").ok  # the outputs themselves are fine
     result = run_prep("verify", str(copy / "conv"), "--sources", str(src))
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        "source a1.ogg: content changed since it was converted",
-        "source a2.ogg: modified since it was converted (same content)",
-        "source a3.ogg: missing",
+        "source spk0/utt0.mp3: content changed since it was converted",
+        "source spk0/utt2.mp3: modified since it was converted (same content)",
+        "source spk1/utt3.mp3: missing",
     ]
 
 
@@ -192,9 +183,8 @@ def test_item_counts_per_shard_are_held_to_format_json(copy):
 
 def test_sources_may_be_the_manifest_the_set_was_made_from(copy):
     manifest = copy / "src" / "list.jsonl"
-    manifest.write_text(
-        "".join(json.dumps({"audio_filepath": f"a{i}.ogg"}) + "\n" for i in range(4))
-    )
+    sources = [e["source"] for e in read_manifest(copy / "conv" / "manifest.jsonl")]
+    manifest.write_text("".join(json.dumps({"audio_filepath": s}) + "\n" for s in sources))
     assert convert(manifest, copy / "conv2", ConvertOptions(jobs=1)).failed == 0
     assert verify(copy / "conv2", sources=manifest).ok
     result = run_prep("verify", str(copy / "conv"), "--sources", str(copy / "nowhere"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import REPO, make_file, run_prep, sine
+from helpers import REPO, make_file, run_prep, sine
 
 from manifests import partial_name, read_manifest, remove_partials
 from manifests.atomic import NAME_MAX

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import distributed
 import pytest
-from conftest import make_file, run_prep
+from helpers import make_file, run_prep
 
 from manifests import iter_journal
 from prep.convert import JOURNAL, ConvertOptions, convert
-from prep.parts import PART_SECONDS
+
+pytestmark = pytest.mark.cluster
+
+PART = 3.0
+"""Seconds per part here (:mod:`prep.parts`): a file of a few seconds is cut."""
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +43,18 @@ def small_set(tmp_path_factory):
     (src / "spk0" / "u0.txt").write_text("a transcript")
     (src / "bad.mp3").write_bytes(b"not audio at all")
     # long enough to be converted as parts spread over the workers (prep.parts)
-    make_file(src / "long.flac", seconds=2 * PART_SECONDS + 5, sr=22050, channels=1)
+    make_file(src / "long.flac", seconds=2 * PART + 1, sr=22050, channels=1)
     return src
 
 
 def test_convert_and_shard_on_a_cluster_give_the_local_bytes(cluster, small_set, tmp_path):
     address = cluster.scheduler_address
     local, remote = tmp_path / "local", tmp_path / "remote"
-    assert run_prep("convert", str(small_set), str(local / "conv"), "-j", "2").returncode == 1
-    result = run_prep(
-        "convert", str(small_set), str(remote / "conv"), "--backend", "dask", "--scheduler", address
-    )
-    assert result.returncode == 1 and "failed 1" in result.stderr  # bad.mp3, named
-    assert "error: bad.mp3:" in result.stderr
+    # in process, for short parts (no command-line option sets them)
+    assert convert(small_set, local / "conv", ConvertOptions(jobs=2, part_seconds=PART)).failed == 1
+    options = ConvertOptions(backend="dask", scheduler=address, part_seconds=PART)
+    summary = convert(small_set, remote / "conv", options)
+    assert summary.failed == 1 and summary.errors[0]["source"] == "bad.mp3"
     shard_args = ["--segment", "1s", "--format", "segments,mel,webdataset,hdf5,memmap"]
     shard_args += ["--n-mels", "40", "--shard-size", "4"]
     run_prep("shard", str(local / "conv"), str(local / "sh"), *shard_args, "-j", "2", check=True)

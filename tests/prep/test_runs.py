@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, ffmpeg, make_file, read_int16, run_prep
+from helpers import REPO, ffmpeg, make_file, read_int16, run_prep
 
 from loaders import open_dataset
 from loaders.converted import ConvertedDataset
@@ -251,6 +251,7 @@ def two_long_files(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_killed_run_takes_its_workers_along_and_does_not_block_the_next(two_long_files, out):
     run = _start_prep("convert", str(two_long_files), str(out), "-j", "2", "--quality", "VHQ")
     _wait_for(lambda: len(_children(run.pid)) >= 2)
@@ -280,6 +281,7 @@ def tiny_disk(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["convert", "shard"])
+@pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_naming_the_file(busy_src, tiny_disk, command):
     extra = ["--format", "segments,webdataset", "--segment", "1s"] if command == "shard" else []
     proc = run_prep(command, str(busy_src), str(tiny_disk / "out"), "-j", "2", *extra)

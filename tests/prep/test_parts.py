@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_file, read_int16
+from helpers import make_file, read_int16
 
 from loaders.audio.dsp import iter_mono, to_int16
 from loaders.audio.soundfile_backend import SoundfileReader
 from manifests import read_manifest
 from prep.convert import ConvertOptions, convert
-from prep.parts import PART_SECONDS, plan_parts
+from prep.convert.split import split_candidate_bytes
+from prep.parts import plan_parts
 
-LONG_SECONDS = 2 * PART_SECONDS + 5  # two parts, the last one longer
+PART = 3.0
+"""Seconds per part in these tests: files of a few seconds take the parts path."""
+LONG_SECONDS = 2 * PART + 1  # two parts, the last one longer
 
 
 def _whole_stream(path) -> np.ndarray:
@@ -31,11 +34,12 @@ def test_parts_from_two_workers_join_without_a_seam(src, out, ext, sr, channels)
     with sf.SoundFile(path) as fh:
         frames = fh.frames
     reader = SoundfileReader(path)
-    plan = plan_parts(reader.info, 16000)
+    plan = plan_parts(reader.info, 16000, PART)
     reader.close()
     assert plan is not None and len(plan) == 2  # the test runs the parts path
+    assert path.stat().st_size >= split_candidate_bytes(PART)  # spread over the workers
 
-    summary = convert(src, out, ConvertOptions(jobs=2))
+    summary = convert(src, out, ConvertOptions(part_seconds=PART, jobs=2))
     assert summary.converted == 1 and summary.failed == 0
     ours, rate = read_int16(out / "long.wav")
     whole = _whole_stream(path)
@@ -51,8 +55,8 @@ def test_parts_from_two_workers_join_without_a_seam(src, out, ext, sr, channels)
 def test_a_long_file_has_the_same_bytes_however_its_parts_run(src, tmp_path):
     make_file(src / "long.flac", seconds=LONG_SECONDS, sr=22050, channels=2)
     make_file(src / "short.flac", seconds=2.0)
-    convert(src, tmp_path / "j1", ConvertOptions(jobs=1))
-    convert(src, tmp_path / "j2", ConvertOptions(jobs=2))
+    convert(src, tmp_path / "j1", ConvertOptions(part_seconds=PART, jobs=1))
+    convert(src, tmp_path / "j2", ConvertOptions(part_seconds=PART, jobs=2))
     long_wavs = [(tmp_path / d / "long.wav").read_bytes() for d in ("j1", "j2")]
     assert long_wavs[0] == long_wavs[1]
     manifests = [(tmp_path / d / "manifest.jsonl").read_text() for d in ("j1", "j2")]
@@ -60,12 +64,18 @@ def test_a_long_file_has_the_same_bytes_however_its_parts_run(src, tmp_path):
 
     # a name that does not say FLAC: converted whole by one worker, part after part
     (src / "long.flac").rename(src / "long.audio")
-    convert(src, tmp_path / "renamed", ConvertOptions(jobs=2, extensions=("audio",)))
+    convert(
+        src, tmp_path / "renamed", ConvertOptions(part_seconds=PART, jobs=2, extensions=("audio",))
+    )
     renamed = (tmp_path / "renamed" / "long.wav").read_bytes()
     assert renamed == (tmp_path / "j2" / "long.wav").read_bytes()
 
     # FLAC output is written by one worker, part after part: the same samples
-    convert(src, tmp_path / "flac", ConvertOptions(jobs=2, to="flac16", extensions=("audio",)))
+    convert(
+        src,
+        tmp_path / "flac",
+        ConvertOptions(part_seconds=PART, jobs=2, to="flac16", extensions=("audio",)),
+    )
     flac, _ = sf.read(tmp_path / "flac" / "long.flac", dtype="int16")
     np.testing.assert_array_equal(flac, read_int16(tmp_path / "j2" / "long.wav")[0])
 
@@ -75,7 +85,7 @@ def test_a_truncated_long_flac_fails_by_name_and_leaves_no_partial_file(src, out
     data = whole.read_bytes()
     (src / "cut.flac").write_bytes(data[: int(len(data) * 0.7)])  # inside the last part
     make_file(src / "fine.flac", seconds=1.0)
-    summary = convert(src, out, ConvertOptions(jobs=2))
+    summary = convert(src, out, ConvertOptions(part_seconds=PART, jobs=2))
     assert summary.converted == 1 and summary.failed == 1
     (error,) = summary.errors
     assert error["source"] == "cut.flac" and "\n" not in error["reason"]
@@ -135,7 +145,7 @@ def test_a_long_file_that_changes_while_its_parts_run_fails_by_name(src, out):
 
     make_file(src / "long.flac", seconds=LONG_SECONDS, sr=16000, channels=1)
     out.mkdir()
-    options = ConvertOptions(jobs=1)
+    options = ConvertOptions(part_seconds=PART, jobs=1)
     (source,) = discover(src)
     (file,) = _plan_split_files([_Job(source, "long.wav")], out, options).values()
     done = [convert_part(task) for task in file.tasks]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO, make_file
+from helpers import REPO, make_file
 from torch.utils.data import DataLoader
 
 from loaders import (

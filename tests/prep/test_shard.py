@@ -7,6 +7,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,21 +18,16 @@ import pytest
 import soundfile as sf
 import torch
 import webdataset as wds
-from conftest import REPO, make_file, run_prep
+from helpers import ALL, MEL, REPO, make_file, run_prep
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loaders.mel import LogMel
 from loaders.mel_storage import from_storage
 from manifests import read_manifest, validate_manifest
-from prep.convert import ConvertOptions, convert
 from prep.errors import UsageError
 from prep.segmenting import Span, item_key, parse_duration, plan_spans
 from prep.shard import ShardOptions, shard
-
-MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80,
-       "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
-ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,17 +103,10 @@ def test_keys_have_no_dots_or_slashes_and_are_stable_and_unique():
     assert item_key("Track 2.0 (Clean).mp3", 7).startswith("Track_2_0_Clean")
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """A small converted set: clips of varied length, one with a transcript and a tricky name."""
-    root = tmp_path_factory.mktemp("shard")
-    src = root / "src"
-    for i, seconds in enumerate([0.7, 2.3, 5.0, 11.2]):
-        make_file(src / f"spk{i % 2}" / f"utt{i}.mp3", seconds=seconds)
-    make_file(src / "Track 2.0 (Clean).flac", seconds=3.1)
-    (src / "spk0" / "utt0.txt").write_text("hello there")
-    convert(src, root / "conv", ConvertOptions(jobs=1))
-    return root / "conv"
+@pytest.fixture
+def converted(converted_set):
+    """The session's converted set (conftest): read only."""
+    return converted_set / "conv"
 
 
 def _converted_samples(conv):
@@ -128,13 +117,9 @@ def _converted_samples(conv):
     }
 
 
-@pytest.fixture(scope="module")
-def sharded(converted, tmp_path_factory):
-    out = tmp_path_factory.mktemp("out") / "sh"
-    options = ShardOptions(formats=ALL, segment=32000, mel=MEL, shard_size=3, jobs=2)
-    summary = shard(converted, out, options)
-    assert summary.failed == 0
-    return out
+@pytest.fixture
+def sharded(sharded_set):
+    return sharded_set
 
 
 def _check_row(row, samples, entry):
@@ -306,14 +291,12 @@ def test_bad_input_is_named_and_the_rest_written(tmp_path):
 
 
 def test_a_manifest_line_pointing_at_nothing_is_reported(converted, tmp_path):
-    lines = (converted / "manifest.jsonl").read_text().splitlines()[:2]
+    conv = shutil.copytree(converted, tmp_path / "conv")  # the session's set stays as it is
+    lines = (conv / "manifest.jsonl").read_text().splitlines()[:2]
     lines.append(json.dumps({"audio_filepath": "nowhere.wav", "source": "nowhere.mp3"}))
-    manifest = converted / "partial.jsonl"
+    manifest = conv / "partial.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
-    try:
-        summary = shard(manifest, tmp_path / "o", ShardOptions(formats=("segments",), jobs=1))
-    finally:
-        manifest.unlink()
+    summary = shard(manifest, tmp_path / "o", ShardOptions(formats=("segments",), jobs=1))
     assert [e["source"] for e in summary.errors] == ["nowhere.mp3"]
     assert summary.items == 2
 
@@ -631,6 +614,7 @@ def test_mixed_sample_rates_are_resampled_to_sr(tmp_path):
     ] * 2
 
 
+@pytest.mark.slow
 def test_an_item_too_short_for_the_mel_is_named(tmp_path):
     make_file(tmp_path / "raw" / "ok.wav", seconds=1.0, sr=16000, channels=1)
     make_file(tmp_path / "raw" / "tiny.wav", seconds=0.005, sr=16000, channels=1)
@@ -677,6 +661,7 @@ def test_a_write_failure_is_one_line_naming_the_file(tmp_path, formats, jobs, wh
     assert not (tmp_path / "o" / ".staging").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_naming_the_file(converted, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import toy_decoder
-from conftest import REPO, make_file, sine
+from helpers import REPO, make_file, sine
 
 from loaders.audio.errors import DecodeError
 from loaders.audio.registry import DECODERS, decoder_named, open_audio

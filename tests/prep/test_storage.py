@@ -8,7 +8,7 @@ import os
 import fsspec
 import numpy as np
 import pytest
-from conftest import make_file, run_prep
+from helpers import make_file, run_prep
 from moto.server import ThreadedMotoServer
 
 from loaders import open_dataset
@@ -65,6 +65,7 @@ def _files(root):
     }
 
 
+@pytest.mark.s3
 def test_convert_from_s3_to_s3_gives_the_local_bytes(s3, tmp_path):
     fs = s3["fs"]
     local = convert(s3["src"], tmp_path / "local", ConvertOptions(jobs=2))
@@ -92,6 +93,7 @@ def _without_mtime(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if k != "source_mtime_ns"}  # S3 keeps seconds
 
 
+@pytest.mark.s3
 def test_s3_rerun_skips_done_files_and_redoes_a_deleted_one(s3):
     fs = s3["fs"]
     convert("s3://audio/src", "s3://audio/resume", ConvertOptions(jobs=1))
@@ -102,6 +104,7 @@ def test_s3_rerun_skips_done_files_and_redoes_a_deleted_one(s3):
     assert _objects(fs, "audio/resume") == before
 
 
+@pytest.mark.s3
 def test_command_line_and_one_line_errors_with_s3(s3, tmp_path):
     env = s3["env"]
     result = run_prep("convert", "s3://audio/src", str(tmp_path / "o"), "-j", "1", env=env)
@@ -118,6 +121,7 @@ def test_command_line_and_one_line_errors_with_s3(s3, tmp_path):
     assert result.returncode == 2 and "hdf5 cannot be written to s3://audio/sh" in result.stderr
 
 
+@pytest.mark.s3
 def test_webdataset_shards_to_s3_and_back_through_the_loader(s3, tmp_path):
     fs = s3["fs"]
     convert("s3://audio/src", "s3://audio/conv", ConvertOptions(jobs=1))
@@ -139,7 +143,7 @@ def test_webdataset_shards_to_s3_and_back_through_the_loader(s3, tmp_path):
         np.testing.assert_array_equal(a["audio"].numpy(), b["audio"].numpy())
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def where(request, tmp_path):
     """A folder on each storage kind. (fsspec's ``memory://`` commits a file when it is
     opened and ``local://`` wants its folders made first: neither is object storage.)"""
@@ -191,6 +195,7 @@ def test_a_file_url_is_the_local_file_system(tmp_path):
     assert _files(tmp_path / "url") == _files(tmp_path / "plain")
 
 
+@pytest.mark.s3
 def test_a_source_problem_is_told_once_when_out_is_on_s3(s3, tmp_path):
     make_file(tmp_path / "src" / "ok.wav", seconds=1.0, sr=16000)
     os.mkfifo(tmp_path / "src" / "pipe.wav")

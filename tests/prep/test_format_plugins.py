@@ -17,7 +17,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO, make_file
+from helpers import REPO, make_file
 
 from loaders import open_dataset
 from loaders.formats import READERS, reader_class

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_file
+from helpers import make_file
 from torch.utils.data import DataLoader
 
 from loaders import (
