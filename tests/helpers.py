@@ -3,6 +3,7 @@ and the real ffmpeg binary, and the real ``prep`` command line."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zlib
@@ -55,6 +56,20 @@ def run_prep(*args: str, check: bool = False, **kwargs) -> subprocess.CompletedP
     if check and proc.returncode != 0:
         raise AssertionError(f"prep {' '.join(args)} failed:\n{proc.stderr}")
     return proc
+
+
+def modules_loaded_by(code: str, packages: tuple[str, ...]) -> list[str]:
+    """The modules of ``packages`` (each a module and everything under it) that a fresh
+    interpreter has loaded after running ``code``: what an import drags in."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in sys.modules for p in {packages!r} "
+        "if m == p or m.startswith(p + '.'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def read_int16(path: Path) -> tuple[np.ndarray, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import modules_loaded_by
 
 from manifests import (
     ManifestAppender,
@@ -113,13 +114,4 @@ def test_audio_paths_are_relative_to_the_manifest_folder(tmp_path):
 
 
 def test_manifests_imports_neither_prep_nor_loaders():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, manifests; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('prep', 'loaders', 'torch')]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout
+    assert modules_loaded_by("import manifests", ("prep", "loaders", "torch")) == []
