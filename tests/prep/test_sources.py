@@ -40,6 +40,13 @@ def _outcomes(out: Path) -> tuple[set, dict, dict]:
     return converted, errors, skipped
 
 
+def _shard_errors(src: Path, tmp_path: Path) -> dict:
+    """What ``prep shard`` of SRC reports, by source: it must fail in lines, not a traceback."""
+    shard = run_prep("shard", str(src), str(tmp_path / "sh"), "-j", "1", timeout=TIMEOUT)
+    assert shard.returncode == 1 and "Traceback" not in shard.stderr, shard.stderr
+    return {e["source"]: e["reason"] for e in read_manifest(tmp_path / "sh" / "errors.jsonl")}
+
+
 def test_an_unreadable_folder_is_an_error_in_convert_and_shard(src, tmp_path):
     make_file(src / "ok.wav")
     make_file(src / "locked" / "inside.wav")
@@ -101,10 +108,7 @@ def test_fifos_and_devices_are_refused_by_name_and_never_read(src, tmp_path):
     converted, errors, _ = _outcomes(tmp_path / "out")
     assert converted == {"ok.wav"} and errors == expected
 
-    shard = run_prep("shard", str(src), str(tmp_path / "sh"), "-j", "1", timeout=TIMEOUT)
-    assert shard.returncode == 1 and "Traceback" not in shard.stderr, shard.stderr
-    shard_errors = read_manifest(tmp_path / "sh" / "errors.jsonl")
-    assert {e["source"]: e["reason"] for e in shard_errors} == expected
+    assert _shard_errors(src, tmp_path) == expected
 
     stats = run_prep("stats", str(src), "--json", timeout=TIMEOUT)
     assert stats.returncode == 0 and json.loads(stats.stdout)["errors"] == 3, stats.stderr
@@ -136,10 +140,7 @@ def test_a_name_that_is_not_utf8_is_one_error_line_in_convert_shard_and_stats(sr
     converted, errors, _ = _outcomes(tmp_path / "out")
     assert converted == {"ok.wav"} and errors == expected
 
-    shard = run_prep("shard", str(src), str(tmp_path / "sh"), "-j", "1", timeout=TIMEOUT)
-    assert shard.returncode == 1 and "Traceback" not in shard.stderr, shard.stderr
-    shard_errors = read_manifest(tmp_path / "sh" / "errors.jsonl")
-    assert {e["source"]: e["reason"] for e in shard_errors} == expected
+    assert _shard_errors(src, tmp_path) == expected
 
     stats = run_prep("stats", str(src), "--json", timeout=TIMEOUT)
     assert stats.returncode == 0, stats.stderr
