@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	bash .ci/ffmpeg-libs
 	touch $(STAMP)
 
 # Install the lock again over a drifted .venv (the test suite's first check says when).

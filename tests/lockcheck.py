@@ -68,6 +68,19 @@ def torchaudio_load_error() -> str | None:
     return lines[-1] if lines else f"exit status {proc.returncode}"
 
 
+def torchcodec_load_error() -> str | None:
+    """None when torchcodec (Hugging Face ``datasets`` decodes audio with it) finds FFmpeg's
+    shared libraries; else one line saying what to install."""
+    code = "from torchcodec.decoders import AudioDecoder\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None
+    return (
+        "torchcodec cannot load FFmpeg's shared libraries (4 to 8): run `.ci/ffmpeg-libs` "
+        "as root on Debian/Ubuntu, or install FFmpeg (apt-get install ffmpeg, conda install ffmpeg)"
+    )
+
+
 def environment_problem(lock: Path = LOCK) -> str | None:
     """One line naming what is wrong with this install, or None."""
     wrong = lock_mismatches(lock)
