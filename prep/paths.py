@@ -19,15 +19,19 @@ def check_out(
     root: Path | str | Location,
     inputs: Iterable[Path | str | Location] = (),
 ) -> None:
-    """Refuse OUT that is SRC's ``root``, inside it, or holds it (symlinks resolved), OUT
-    that holds any of the ``inputs`` folders, and OUT that is a file or cannot be written.
+    """Refuse OUT that is SRC's ``root`` (a folder, or a manifest file), inside it, or holds it
+    (symlinks resolved), OUT inside or holding any of the ``inputs`` folders (those of the
+    audio a manifest lists), and OUT that is a file or cannot be written.
     Locations on different storage never overlap."""
     out, root = location(out), location(root)
-    if out.within(root):
-        raise UsageError(
-            f"OUT {out} is inside the source {root.noun} {_shown(root)}; choose another {out.noun}"
-        )
-    for folder in (root, *map(location, inputs)):
+    inputs = [location(folder) for folder in inputs]
+    for folder in (root, *inputs):
+        if out.within(folder):
+            raise UsageError(
+                f"OUT {out} is inside the source {folder.noun} {_shown(folder)}; "
+                f"choose another {out.noun}"
+            )
+    for folder in (root, *inputs):
         if folder.within(out):
             raise UsageError(
                 f"the source {folder.noun} {_shown(folder)} is inside OUT {out}; a run "

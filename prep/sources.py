@@ -77,6 +77,17 @@ def source_root(src: Path | Location) -> Location:
     return src.parent if is_manifest(src) else src
 
 
+def protected_inputs(src: Path | Location, sources: list[Source] | None = None) -> tuple:
+    """What OUT must keep clear of: a SRC folder; or a SRC manifest itself with the folders
+    of the audio it lists (``sources`` when already read), not the rest of its folder, so
+    OUT may sit beside the manifest."""
+    src = location(src)
+    if not is_manifest(src):
+        return src, set()
+    listed = discover(src) if sources is None else sources
+    return src, {location(s.path).parent for s in listed if s.path}
+
+
 def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()) -> list[Source]:
     """All audio sources under SRC (or listed by a manifest), sorted by relative path.
 

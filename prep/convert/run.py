@@ -30,7 +30,7 @@ from prep.parallel import Workers, batch_by_size
 from prep.parts import PartDone
 from prep.paths import check_out
 from prep.runlock import locked_out
-from prep.sources import discover, plan_output_names, source_root
+from prep.sources import discover, plan_output_names, protected_inputs
 from prep.storage import Location, location
 
 
@@ -60,7 +60,7 @@ def check_paths(src: Path | str | Location, out: Path | str | Location) -> None:
     src = location(src)
     if src.local_path is not None and not src.local_path.exists():
         raise UsageError(f"{src}: no such file or folder")  # a prefix: told when listed
-    check_out(out, source_root(src))
+    check_out(out, *protected_inputs(src))
 
 
 def convert(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from manifests import Entry
 from prep import storage
-from prep.sources import Source, SourceError, Utterance, discover, is_manifest, source_root
+from prep.sources import Source, SourceError, Utterance, discover, is_manifest
 from prep.storage import Location
 
 
@@ -73,5 +73,5 @@ def input_fingerprint(sources: list[Source]) -> str:
 
 
 def input_folders(src: Location, sources: list[Source]) -> tuple[Location, set]:
-    """SRC's own folder (a manifest's folder), and the folders the listed audio is in."""
-    return source_root(src), {storage.location(s.path).parent for s in sources}
+    """SRC (a folder, or a manifest), and the folders the listed audio is in."""
+    return src, {storage.location(s.path).parent for s in sources}

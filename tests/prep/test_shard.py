@@ -468,8 +468,26 @@ def test_a_manifest_listing_audio_inside_out_is_refused(converted, tmp_path):
     manifest = tmp_path / "lists" / "list.jsonl"
     manifest.parent.mkdir()
     manifest.write_text(json.dumps({"audio_filepath": "../o/audio/a.wav"}) + "\n")
-    proc = run_prep("shard", str(manifest), str(out))
-    assert proc.returncode == 2 and "is inside OUT" in proc.stderr
+    for command in ("shard", "convert"):  # convert would write OUT/audio/a.wav over it
+        proc = run_prep(command, str(manifest), str(out))
+        assert proc.returncode == 2 and "is inside OUT" in proc.stderr, proc.stderr
+    assert (out / "audio" / "a.wav").read_bytes() == wav.read_bytes()
+
+
+def test_out_beside_a_manifest_is_fine(tmp_path):
+    """The README's layout: ``my-manifest.jsonl`` and OUT side by side in one folder; only
+    the manifest and the audio it lists are inputs, not every file of its folder."""
+    make_file(tmp_path / "my-audio" / "a.mp3", seconds=1.0)
+    manifest = tmp_path / "my-manifest.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "my-audio/a.mp3"}) + "\n")
+    run_prep("convert", str(manifest), str(tmp_path / "wav16"), "-j", "1", check=True)
+    assert (tmp_path / "wav16" / "my-audio" / "a.wav").is_file()
+    sh = tmp_path / "shards"
+    run_prep("shard", str(tmp_path / "wav16"), str(sh), "--format", "hdf5", check=True)
+    run_prep("shard", str(manifest), str(tmp_path / "shards2"), "--format", "hdf5", check=True)
+    for out in (tmp_path, tmp_path / "my-audio", tmp_path / "my-audio" / "x"):  # still refused
+        proc = run_prep("convert", str(manifest), str(out))
+        assert proc.returncode == 2 and "inside" in proc.stderr, proc.stderr
 
 
 def test_bench_out_and_src_must_be_apart(tmp_path):
