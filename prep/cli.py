@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Iterator
 
 import click
 
-from loaders.audio.registry import DECODERS
+from loaders.audio.sniff import AUDIO_EXTENSIONS
 from manifests import ManifestError
 from prep.errors import RunError, UsageError, os_reason
 from prep.sources import SourceError
@@ -66,18 +67,48 @@ def _verbosity(func: Callable) -> Callable:
     return func
 
 
+class _Names(click.Choice):
+    """A case-insensitive choice of the names a library module defines and checks against
+    (``"prep.parallel:BACKENDS"``): one list per choice, never a second copy here. Read
+    when help or a value needs it, so ``prep`` starts without importing the worker code."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__((), case_sensitive=False)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        module, name = self.source.split(":")
+        return tuple(getattr(importlib.import_module(module), name))
+
+    @choices.setter
+    def choices(self, value) -> None:
+        """click's ``__init__`` sets them; they are always read from the source instead."""
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return f"[{'|'.join(self.choices)}]"  # as spelled, where click would casefold them
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not one of {', '.join(self.choices)}", param, ctx)
+
+
 def _backend_options(func: Callable) -> Callable:
     options = [
         click.option(
             "--backend",
+            type=_Names("prep.parallel:BACKENDS"),
             default="local",
             show_default=True,
-            help="local (this machine's cores) or dask (a cluster's workers).",
+            help="local: this machine's cores; dask: a Dask cluster's workers.",
         ),
         click.option(
             "--scheduler",
             default=None,
-            help="Dask scheduler address [$DASK_SCHEDULER_ADDRESS]; with --backend dask.",
+            show_default="$DASK_SCHEDULER_ADDRESS",
+            help="Dask scheduler address (tcp://HOST:PORT), with --backend dask.",
         ),
     ]
     for option in reversed(options):
@@ -104,28 +135,158 @@ class _Commands(click.Group):
             click.echo(f"error: {os_reason(exc)}", err=True)
             sys.exit(1)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence in full, wrapped: click would cut it at the width."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1 << 16)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Examples:
+  prep convert my-audio/ wav16/ -j 4
+  prep shard wav16/ shards/ --segment 5s --format webdataset,hdf5
+  prep verify shards/
+  prep stats wav16/
+
+Each command's options, defaults and examples: prep COMMAND --help""",
+)
+@click.version_option(package_name="audioprep", message="prep (%(package)s) %(version)s")
 def main() -> None:
     """audioprep: convert, shard, load and benchmark audio for training."""
 
 
-@main.command()
+class _OneLineErrors(click.Command):
+    """Bad options (a value out of range, an unknown choice, a missing argument) end in
+    one ``error:`` line and exit status 2, like the checks the commands make themselves."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            _fail(exc.format_message())
+
+
+class _Sectioned(_OneLineErrors):
+    """Options listed under headings (click has none): ``sections`` maps each heading to
+    the names of its options; an option it does not name goes under "Other options",
+    so none is ever left out of the help."""
+
+    def __init__(self, *args, sections: dict[str, tuple[str, ...]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections = sections
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        heading_of = {name: title for title, names in self.sections.items() for name in names}
+        help_opts = set(ctx.help_option_names)
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in self.sections}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or not isinstance(param, click.Option):
+                continue
+            title = heading_of.get(param.name, "Other options")
+            if help_opts.issuperset(param.opts):  # last, as click lists it
+                title = list(self.sections)[-1]
+            rows.setdefault(title, []).append(record)
+        # click sizes each list's first column to its own terms: pad them to one width
+        # (at most click's 30) so the descriptions of every section start in one column
+        width = min(
+            30, max((len(term) for records in rows.values() for term, _ in records), default=0)
+        )
+        for title, records in rows.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl([(term.ljust(width), text) for term, text in records])
+
+
+_RUN = ("overwrite", "jobs", "backend", "scheduler", "progress_every", "quiet", "verbose")
+CONVERT_SECTIONS = {
+    "Input": ("extensions", "min_duration", "max_duration"),
+    "Output": ("to", "sample_rate", "channels"),
+    "Decoding": ("decoder", "quality"),
+    "Run": _RUN,
+}
+
+
+@main.command(
+    cls=_Sectioned,
+    sections=CONVERT_SECTIONS,
+    short_help="Any audio to 16-bit mono WAV or FLAC at one sample rate.",
+    epilog="""\b
+Examples:
+  prep convert my-audio/ wav16/ -j 4
+  prep convert my-audio/ flac8k/ --to flac16 --sr 8000 --quality vhq
+  prep convert my-audio/ wav16/ --ext m4a --min-duration 0.5 --channels first""",
+)
 @click.argument("src", type=click.Path(path_type=str))
 @click.argument("out", type=click.Path(path_type=str))
-@click.option("--to", "to", default="wav16", show_default=True, help="wav16 or flac16.")
-@click.option("--sr", "sample_rate", type=int, default=16000, show_default=True)
-@click.option("--channels", default="mix", show_default=True, help="mix (average) or first.")
-@click.option("--min-duration", type=float, default=None, help="Skip shorter files (seconds).")
-@click.option("--max-duration", type=float, default=None, help="Skip longer files (seconds).")
+@click.option(
+    "--to",
+    "to",
+    type=_Names("prep.convert.options:TARGETS"),
+    default="wav16",
+    show_default=True,
+    help="Output files: 16-bit PCM WAV or FLAC.",
+)
+@click.option(
+    "--sr",
+    "sample_rate",
+    type=int,
+    default=16000,
+    show_default=True,
+    help="Sample rate of the output files (Hz); every file is resampled to it.",
+)
+@click.option(
+    "--channels",
+    type=_Names("loaders.audio.dsp:CHANNEL_MODES"),
+    default="mix",
+    show_default=True,
+    help="Mono from the average of all channels (mix) or channel 0 alone (first).",
+)
+@click.option(
+    "--min-duration",
+    type=float,
+    default=None,
+    show_default="none",
+    help="Skip files shorter than this many seconds (listed in skipped.jsonl).",
+)
+@click.option(
+    "--max-duration",
+    type=float,
+    default=None,
+    show_default="none",
+    help="Skip files longer than this many seconds (listed in skipped.jsonl).",
+)
 @click.option(
     "--decoder",
-    type=click.Choice(tuple(DECODERS), case_sensitive=False),
+    type=_Names("loaders.audio.registry:DECODERS"),
     default="auto",
     show_default=True,
+    help="auto: the fastest in-process decoder per codec, then ffmpeg or PyAV for the rest.",
 )
-@click.option("--quality", default="HQ", show_default=True, help="soxr quality: LQ MQ HQ VHQ.")
-@click.option("--ext", "extensions", multiple=True, help="Another extension to pick up.")
+@click.option(
+    "--quality",
+    type=_Names("loaders.audio.dsp:RESAMPLE_QUALITIES"),
+    default="HQ",
+    show_default=True,
+    help="soxr resampling quality, from LQ (fastest) to VHQ (most exact).",
+)
+@click.option(
+    "--ext",
+    "extensions",
+    multiple=True,
+    show_default="none",
+    help=f"Also pick up files ending in this, e.g. m4a (repeatable); always: "
+    f"{' '.join(AUDIO_EXTENSIONS)}.",
+)
 @click.option("--overwrite", is_flag=True, help="Redo files that are already converted.")
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
 @_backend_options
@@ -150,17 +311,6 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
     _finish(summary.line(), summary.failed, out)
 
 
-class _OneLineErrors(click.Command):
-    """Bad options (a value out of range, an unknown choice, a missing argument) end in
-    one ``error:`` line and exit status 2, like the checks the commands make themselves."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            _fail(exc.format_message())
-
-
 def _choice(*choices: str) -> click.Choice:
     return click.Choice(choices, case_sensitive=False)
 
@@ -168,29 +318,55 @@ def _choice(*choices: str) -> click.Choice:
 def _mel_options(func: Callable) -> Callable:
     positive = click.IntRange(min=1)
     options = [
-        click.option("--n-mels", type=positive, default=80, show_default=True),
-        click.option("--n-fft", type=positive, default=400, show_default=True),
-        click.option("--hop-length", type=positive, default=160, show_default=True),
-        click.option("--f-min", type=click.FloatRange(min=0.0), default=0.0, show_default=True),
+        click.option(
+            "--n-mels",
+            type=positive,
+            default=80,
+            show_default=True,
+            help="Mel bands: the rows of each item's mel.",
+        ),
+        click.option(
+            "--n-fft",
+            type=positive,
+            default=400,
+            show_default=True,
+            help="FFT window in samples (400 = 25 ms at 16 kHz).",
+        ),
+        click.option(
+            "--hop-length",
+            type=positive,
+            default=160,
+            show_default=True,
+            help="Samples between mel frames (160 = 10 ms, 100 frames/s at 16 kHz).",
+        ),
+        click.option(
+            "--f-min",
+            type=click.FloatRange(min=0.0),
+            default=0.0,
+            show_default=True,
+            help="Bottom of the mel band (Hz).",
+        ),
         click.option(
             "--f-max",
             type=click.FloatRange(min=0.0, min_open=True),
             default=None,
-            help="Top of the mel band [half of --sr].",
+            show_default="half of --sr",
+            help="Top of the mel band (Hz).",
         ),
         click.option(
             "--log",
             "log_scale",
-            type=_choice("natural", "db"),
+            type=_Names("prep.shard.options:LOG_SCALES"),
             default="natural",
             show_default=True,
+            help="Log of the mel power: natural (ln) or db (10 log10).",
         ),
         click.option(
             "--mel-dtype",
-            type=_choice("float32", "float16", "uint8"),
+            type=_Names("loaders.mel_storage:MEL_DTYPES"),
             default="float32",
             show_default=True,
-            help="float32, float16 or uint8 (quantised per item).",
+            help="How mel is stored; uint8 is quantised per item, its range kept to undo it.",
         ),
     ]
     for option in reversed(options):
@@ -259,14 +435,33 @@ class _FormatList(click.ParamType):
 def _format_help() -> str:
     from prep.writers import writer_names
 
-    return f"Comma-separated: {', '.join(writer_names())}."
+    return f"Formats to write, comma-separated: {', '.join(writer_names())}."
 
 
 def _jobs_option(help_text: str) -> Callable:
     return click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, help=help_text)
 
 
-@main.command(cls=_OneLineErrors)
+SHARD_SECTIONS = {
+    "Input and output": ("formats", "sample_rate"),
+    "Segmenting": ("segment", "hop", "last", "min_last"),
+    "Features (mel)": ("n_mels", "n_fft", "hop_length", "f_min", "f_max", "log_scale", "mel_dtype"),
+    "WebDataset": ("shard_size", "shard_bytes", "shuffle_seed", "codec"),
+    "HDF5": ("hdf5_compression",),
+    "Run": _RUN,
+}
+
+
+@main.command(
+    cls=_Sectioned,
+    sections=SHARD_SECTIONS,
+    short_help="Cut audio into segments, mel, WebDataset, HDF5 or memmap.",
+    epilog="""\b
+Examples:
+  prep shard wav16/ shards/ --segment 5s --format webdataset,hdf5
+  prep shard wav16/ mels/ --format mel --n-mels 64 --hop-length 320
+  prep shard my-audio/ clips/ --segment 2s --hop 1s --last drop --format memmap""",
+)
 @click.argument("src", type=click.Path(path_type=str))
 @click.argument("out", type=click.Path(path_type=str))
 @click.option(
@@ -277,14 +472,24 @@ def _jobs_option(help_text: str) -> Callable:
     show_default=True,
     help=_format_help(),
 )
-@click.option("--segment", default=None, help="Item length: 5s, 2.5s, 500ms or 80000samples.")
-@click.option("--hop", default=None, help="Distance between segment starts [= --segment].")
+@click.option(
+    "--segment",
+    default=None,
+    show_default="whole files",
+    help="Item length: 5s, 2.5s, 500ms or 80000samples.",
+)
+@click.option(
+    "--hop",
+    default=None,
+    show_default="--segment",
+    help="Distance between segment starts, same units; shorter overlaps.",
+)
 @click.option(
     "--last",
-    type=_choice("pad", "drop", "keep"),
+    type=_Names("prep.segmenting:LAST_POLICIES"),
     default="pad",
     show_default=True,
-    help="Short tail: pad, drop or keep.",
+    help="A tail shorter than --segment: zero-padded (its length kept), dropped, or kept short.",
 )
 @click.option(
     "--min-last",
@@ -294,19 +499,48 @@ def _jobs_option(help_text: str) -> Callable:
     help="Drop a tail shorter than this fraction of a segment, even with pad.",
 )
 @click.option(
-    "--sr", "sample_rate", type=click.IntRange(1000, 384000), default=16000, show_default=True
+    "--sr",
+    "sample_rate",
+    type=click.IntRange(1000, 384000),
+    default=16000,
+    show_default=True,
+    help="Sample rate of the items (Hz); SRC audio at another rate is resampled.",
 )
 @_mel_options
 @click.option(
-    "--shard-size", type=click.IntRange(min=1), default=None, help="Items per WebDataset shard."
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="from --shard-bytes",
+    help="Items per shard; with --shard-bytes, the smaller count wins.",
 )
-@click.option("--shard-bytes", type=_ByteSize(), default=None, help="Bytes per shard [256MB].")
-@click.option("--shuffle-seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
-    "--codec", type=_choice("wav", "flac"), default="wav", show_default=True, help="Shard audio."
+    "--shard-bytes",
+    type=_ByteSize(),
+    default=None,
+    show_default="256MB",
+    help="Bytes per shard (256MB, 1G, 1000000), over the items' average size.",
 )
 @click.option(
-    "--hdf5-compression", type=_choice("none", "lzf", "gzip"), default="none", show_default=True
+    "--shuffle-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the item order across shards: the same seed, the same shards.",
+)
+@click.option(
+    "--codec",
+    type=_Names("prep.writers.webdataset:CODECS"),
+    default="wav",
+    show_default=True,
+    help="How the audio is stored in the shards.",
+)
+@click.option(
+    "--hdf5-compression",
+    type=_Names("prep.writers.hdf5:HDF5_COMPRESSIONS"),
+    default="none",
+    show_default=True,
+    help="Compression of the HDF5 datasets (lzf: fast; gzip: smaller).",
 )
 @click.option("--overwrite", is_flag=True, help="Rebuild formats that are already complete.")
 @_jobs_option("Worker processes [all cores].")
@@ -329,7 +563,12 @@ def shard(
     verbose,
     **kwargs,
 ) -> None:
-    """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT."""
+    """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT.
+
+    SRC may be a prep convert folder, its manifest.jsonl, any folder of audio, or a
+    manifest of audio; audio not yet at --sr is decoded and resampled on the way. Each
+    format goes to its own subfolder of OUT, with a manifest.jsonl and a format.json.
+    """
     from prep.shard import ShardOptions
     from prep.shard import shard as run_shard
 
@@ -359,10 +598,23 @@ def shard(
     _finish(summary.line(), summary.failed, out)
 
 
-@main.command(cls=_OneLineErrors)
+@main.command(
+    cls=_OneLineErrors,
+    short_help="Items, hours, durations and errors of a folder or manifest.",
+    epilog="""\b
+Examples:
+  prep stats wav16/
+  prep stats wav16/manifest.jsonl --json --bins 50""",
+)
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--bins", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--bins",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Bars of the duration histogram.",
+)
 def stats(path, as_json, bins) -> None:
     """Items, hours, durations, rates, channels, disk size and errors of a folder or manifest."""
     import json
@@ -376,17 +628,29 @@ def stats(path, as_json, bins) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else render_stats(result))
 
 
-@main.command(cls=_OneLineErrors)
+@main.command(
+    cls=_OneLineErrors,
+    short_help="Check outputs against their manifests: present, length, hash.",
+    epilog="""\b
+Examples:
+  prep verify shards/
+  prep verify shards/webdataset
+  prep verify wav16/ --sources my-audio/""",
+)
 @click.argument("path", type=click.Path(path_type=str))
 @click.option(
     "--sources",
     type=click.Path(path_type=str),
     default=None,
+    show_default="not checked",
     help="The SRC PATH was made from: also check the inputs did not change since.",
 )
 @_verbosity
 def verify(path, sources, quiet, verbose) -> None:
-    """Check every output in PATH against its manifest: present, readable, length, hash."""
+    """Check every output in PATH against its manifest: present, readable, length, hash.
+
+    PATH is a prep convert folder, a prep shard OUT, or one format folder in it.
+    """
     from prep.verify import verify as run_verify
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
@@ -443,4 +707,4 @@ def bench(src, out, mode, jobs, device, cold, quiet, verbose) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="prep")

@@ -339,7 +339,7 @@ def test_a_killed_run_leaves_no_partial_file_and_a_rerun_finishes(src, tmp_path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--to", "mp3"], "unknown --to"),
+        (["--to", "mp3"], "'--to'"),
         (["--sr", "-5"], "not a usable sample rate"),
         (["--min-duration", "-1"], "non-negative"),
         (["--min-duration", "5", "--max-duration", "1"], "larger than --max-duration"),
