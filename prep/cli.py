@@ -31,13 +31,17 @@ def _setup_logging(verbosity: int) -> None:
 
 
 @contextlib.contextmanager
-def _progress(label: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None] | None]:
-    """One click progress line on a terminal; nothing at all otherwise."""
-    if quiet or not sys.stderr.isatty():
+def _progress(command: str, verb: str, noun: str, quiet: bool, every: float) -> Iterator:
+    """A progress line redrawn on a terminal, a log line every ``every`` s elsewhere
+    (:class:`prep.progress.Progress`); nothing with -q."""
+    if quiet:
         yield None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    from prep.progress import Progress
+
+    progress = Progress(command, verb, noun, terminal=sys.stderr.isatty(), every=every)
+    with progress.shown():
+        yield progress
 
 
 def _fail(message: str) -> None:
@@ -64,6 +68,17 @@ def _verbosity(func: Callable) -> Callable:
     for option in reversed(verbosity_options):
         func = option(func)
     return func
+
+
+def _progress_every(func: Callable) -> Callable:
+    return click.option(
+        "--progress-every",
+        type=click.FloatRange(min=0),
+        default=30,
+        show_default=True,
+        metavar="SECONDS",
+        help="Off a terminal, log progress every SECONDS (0: never).",
+    )(func)
 
 
 def _backend_options(func: Callable) -> Callable:
@@ -130,11 +145,11 @@ def main() -> None:
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
 @_backend_options
 @_verbosity
-def convert(src, out, quiet, verbose, **kwargs) -> None:
+@_progress_every
+def convert(src, out, quiet, verbose, progress_every, **kwargs) -> None:
     """Convert audio under SRC (a folder or a .jsonl manifest) to 16-bit mono files in OUT."""
     from prep.convert import ConvertOptions, check_paths
     from prep.convert import convert as run_convert
-    from prep.sources import discover
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
     kwargs["extensions"] = tuple(kwargs["extensions"])
@@ -142,8 +157,7 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
         options = ConvertOptions(**kwargs)
         options.validate()
         check_paths(src, out)
-        total = len(discover(src, options.extensions)) if sys.stderr.isatty() else None
-        with _progress("converting", total, quiet) as progress:
+        with _progress("convert", "converting", "files", quiet, progress_every) as progress:
             summary = run_convert(src, out, options, progress)
     except _USER_ERRORS as exc:
         _fail(str(exc))
@@ -312,6 +326,7 @@ def _jobs_option(help_text: str) -> Callable:
 @_jobs_option("Worker processes [all cores].")
 @_backend_options
 @_verbosity
+@_progress_every
 def shard(
     src,
     out,
@@ -327,6 +342,7 @@ def shard(
     log_scale,
     quiet,
     verbose,
+    progress_every,
     **kwargs,
 ) -> None:
     """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT."""
@@ -351,7 +367,8 @@ def shard(
         **kwargs,
     )
     try:
-        summary = run_shard(src, out, options)
+        with _progress("shard", "sharding", "sources", quiet, progress_every) as progress:
+            summary = run_shard(src, out, options, progress)
     except _USER_ERRORS as exc:
         _fail(str(exc))
     for error in summary.errors:  # as convert reports each failed file
