@@ -32,13 +32,17 @@ def _setup_logging(verbosity: int) -> None:
 
 
 @contextlib.contextmanager
-def _progress(label: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None] | None]:
-    """One click progress line on a terminal; nothing at all otherwise."""
-    if quiet or not sys.stderr.isatty():
+def _progress(command: str, verb: str, noun: str, quiet: bool, every: float) -> Iterator:
+    """A progress line redrawn on a terminal, a log line every ``every`` s elsewhere
+    (:class:`prep.progress.Progress`); nothing with -q."""
+    if quiet:
         yield None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    from prep.progress import Progress
+
+    progress = Progress(command, verb, noun, terminal=sys.stderr.isatty(), every=every)
+    with progress.shown():
+        yield progress
 
 
 def _fail(message: str) -> None:
@@ -57,7 +61,7 @@ def _finish(line: str, failed: int, out: str) -> None:
 
 verbosity_options = [
     click.option("-q", "--quiet", "quiet", is_flag=True, help="Only warnings and errors."),
-    click.option("-v", "--verbose", "verbose", is_flag=True, help="Debug output."),
+    click.option("-v", "--verbose", "verbose", is_flag=True, help="Per-file decisions: decoder chosen and why, parts, skips."),
 ]
 
 
@@ -93,6 +97,17 @@ class _Names(click.Choice):
             return super().convert(value, param, ctx)
         except click.BadParameter:
             self.fail(f"{value!r} is not one of {', '.join(self.choices)}", param, ctx)
+
+
+def _progress_every(func: Callable) -> Callable:
+    return click.option(
+        "--progress-every",
+        type=click.FloatRange(min=0),
+        default=30,
+        show_default=True,
+        metavar="SECONDS",
+        help="Off a terminal, log progress every SECONDS (0: never).",
+    )(func)
 
 
 def _backend_options(func: Callable) -> Callable:
@@ -291,11 +306,11 @@ Examples:
 @click.option("-j", "--jobs", type=int, default=0, help="Worker processes [all cores].")
 @_backend_options
 @_verbosity
-def convert(src, out, quiet, verbose, **kwargs) -> None:
+@_progress_every
+def convert(src, out, quiet, verbose, progress_every, **kwargs) -> None:
     """Convert audio under SRC (a folder or a .jsonl manifest) to 16-bit mono files in OUT."""
     from prep.convert import ConvertOptions, check_paths
     from prep.convert import convert as run_convert
-    from prep.sources import discover
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
     kwargs["extensions"] = tuple(kwargs["extensions"])
@@ -303,8 +318,7 @@ def convert(src, out, quiet, verbose, **kwargs) -> None:
         options = ConvertOptions(**kwargs)
         options.validate()
         check_paths(src, out)
-        total = len(discover(src, options.extensions)) if sys.stderr.isatty() else None
-        with _progress("converting", total, quiet) as progress:
+        with _progress("convert", "converting", "files", quiet, progress_every) as progress:
             summary = run_convert(src, out, options, progress)
     except _USER_ERRORS as exc:
         _fail(str(exc))
@@ -546,6 +560,7 @@ Examples:
 @_jobs_option("Worker processes [all cores].")
 @_backend_options
 @_verbosity
+@_progress_every
 def shard(
     src,
     out,
@@ -561,6 +576,7 @@ def shard(
     log_scale,
     quiet,
     verbose,
+    progress_every,
     **kwargs,
 ) -> None:
     """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT.
@@ -590,7 +606,8 @@ def shard(
         **kwargs,
     )
     try:
-        summary = run_shard(src, out, options)
+        with _progress("shard", "sharding", "sources", quiet, progress_every) as progress:
+            summary = run_shard(src, out, options, progress)
     except _USER_ERRORS as exc:
         _fail(str(exc))
     for error in summary.errors:  # as convert reports each failed file

@@ -72,6 +72,8 @@ class AudioReader(ABC):
     info: AudioInfo
     empty: bool
     """It opened but holds no audio for this decoder: ``auto`` asks the next one."""
+    passed_over: tuple[str, ...] = ()
+    """Why the decoders ``auto`` tried before this one did not take the file."""
     in_process: ClassVar[bool] = True
     """Decoding runs in this process, so a read-ahead thread overlaps it with the caller;
     False for a pipe from another process, which already runs alongside."""

@@ -68,7 +68,9 @@ def open_first(
         if not reader.empty:
             if empty is not None:
                 empty.close()
+            reader.passed_over = tuple(refusals)
             return reader
+        refusals.append(f"{decoder.name} found no audio in it")
         if empty is None:
             empty = reader
         else:

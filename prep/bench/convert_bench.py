@@ -79,6 +79,7 @@ def run_ffmpeg_per_file(paths: list[Path], root: Path, out: Path, jobs: int) -> 
             [exe, "-nostdin", "-v", "error", "-y", "-i", str(path), "-ac", "1", "-ar", "16000"]
             + ["-sample_fmt", "s16", str(target)],
             check=True,
+            capture_output=True,  # its warnings on a user's odd files stay off the terminal
         )
 
     started = time.perf_counter()

@@ -21,10 +21,21 @@ local OUT, one object per finished batch under ``.convert-journal/`` on object s
 JOURNAL = f"{JOURNAL_STEM}.journal.jsonl"
 
 
+NOTE, NOTE_OF = "note", "note_of"
+"""A debug note's journal line: ``{"note": ..., "note_of": SOURCE}``. It has no ``source``,
+so what resumes a run (:func:`prep.convert.resume.previous_entries`) passes it by."""
+
+
 def journal_record(result: FileResult) -> Entry:
     if result.status == Outcome.CONVERTED:
         return result.entry
     return {"source": result.rel, "status": result.status, "reason": result.reason}
+
+
+def journal_records(result: FileResult) -> list[Entry]:
+    """An outcome's journal lines: its debug note first (when it has one), then itself."""
+    record = journal_record(result)
+    return [{NOTE: result.note, NOTE_OF: result.rel}, record] if result.note else [record]
 
 
 def convert_batch(
@@ -42,14 +53,16 @@ def convert_batch(
     """
     results = []
     batch = "\n".join(job.source.rel for job in jobs if isinstance(job, Job))
-    with quiet_native_stderr(), journal.writer(batch) as appender:
+    with quiet_native_stderr() as native, journal.writer(batch) as appender:
         for job in jobs:
             if isinstance(job, PartTask):
                 results.append(convert_part(job))
+                native.take()  # a part has no line of its own; not the next file's either
                 continue
             target = out_root.join(job.out_rel)
+            notes: list[str] = []
             try:
-                entry = convert_file(job.source, target, job.out_rel, options)
+                entry = convert_file(job.source, target, job.out_rel, options, notes)
                 results.append(FileResult(job.source.rel, Outcome.CONVERTED, entry))
             except Skip as skip:
                 results.append(FileResult(job.source.rel, Outcome.SKIPPED, reason=str(skip)))
@@ -57,5 +70,9 @@ def convert_batch(
                 results.append(FileResult(job.source.rel, Outcome.FAILED, reason=str(exc)))
             except OSError as exc:
                 results.append(FileResult(job.source.rel, Outcome.FAILED, reason=os_reason(exc)))
-            appender.append(journal_record(results[-1]))
+            if chatter := native.take():
+                notes.append(f"native stderr: {chatter}")
+            results[-1].note = "; ".join(notes)
+            for record in journal_records(results[-1]):
+                appender.append(record)
     return results

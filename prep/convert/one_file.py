@@ -46,8 +46,18 @@ def stat_if_present(where: Location) -> dict:
         raise
 
 
+def decoder_note(reader: AudioReader) -> str:
+    """Which decoder took a file, and why the ones ``auto`` tried first did not."""
+    note = f"decoder {reader.info.decoder}"
+    if reader.passed_over:
+        note += f" (after {'; '.join(reader.passed_over)})"
+    return note
+
+
 @contextlib.contextmanager
-def _output_blocks(opened: AudioReader, options: ConvertOptions) -> Iterator[Iterator[np.ndarray]]:
+def _output_blocks(
+    opened: AudioReader, options: ConvertOptions, notes: list[str]
+) -> Iterator[Iterator[np.ndarray]]:
     """The file's output samples, mono float32 at the output rate.
 
     A long FLAC or WAV goes part by part (:mod:`prep.parts`), exactly as parallel part
@@ -57,6 +67,8 @@ def _output_blocks(opened: AudioReader, options: ConvertOptions) -> Iterator[Ite
     """
     sr, channels, quality = options.sample_rate, options.channels, options.quality
     plan = plan_parts(opened.info, sr, options.part_seconds)
+    if plan is not None:
+        notes.append(f"split into {len(plan)} parts")
     with read_ahead(opened) as reader:
         if plan is not None:
             yield iter_parts(reader, plan, channels, quality)
@@ -93,9 +105,15 @@ def _write_to(
 
 
 def convert_file(
-    source: Source, out_path: Path | str | Location, out_rel: str, options: ConvertOptions
+    source: Source,
+    out_path: Path | str | Location,
+    out_rel: str,
+    options: ConvertOptions,
+    notes: list[str] | None = None,
 ) -> Entry:
     """Convert one file to ``out_path`` atomically and return its manifest entry.
+
+    What was decided on the way (the decoder, parts) is appended to ``notes``.
 
     ``source.path`` and ``out_path`` may be object URLs: the object is fetched into memory
     and decoded there; the output is encoded in memory and stored with one PUT.
@@ -111,11 +129,13 @@ def convert_file(
     text = source.fields.get("text")
     if text is None and not fetched:  # an object's transcript came with the listing
         text = transcript_for(source.path)  # before any work: a bad one fails the file
+    notes = [] if notes is None else notes
     with open_audio(audio_input, options.decoder) as opened:
         info = opened.info
+        notes.append(decoder_note(opened))
         if info.duration is not None and (reason := duration_filter(info.duration, options)):
             raise Skip(reason)
-        with _output_blocks(opened, options) as blocks:
+        with _output_blocks(opened, options, notes) as blocks:
             written, digest, size = _write_to(blocks, out, fmt, options)
     if stat:  # recorded so `prep verify --sources` can tell a changed source
         stat["source_sha256"] = (

@@ -27,6 +27,8 @@ class FileResult:
     status: Outcome
     entry: Entry | None = None
     reason: str | None = None
+    note: str = ""
+    """What was decided for it (decoder, parts, native stderr), for a ``-v`` debug line."""
 
 
 @dataclass(frozen=True)

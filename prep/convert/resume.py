@@ -30,17 +30,22 @@ def previous_entries(out: Location) -> dict[str, Entry]:
     return entries
 
 
-def is_current(
+def redo_reason(
     entry: Entry | None, job: Job, output_size: Callable[[str], int | None], options
-) -> bool:
-    if entry is None or entry.get("audio_filepath") != job.out_rel:
-        return False
+) -> str | None:
+    """Why a file must be converted (again); None when an earlier run's output is current."""
+    if entry is None:
+        return "not converted before"
+    if entry.get("audio_filepath") != job.out_rel:
+        return f"its output name is now {job.out_rel}"
     if entry.get("convert_params") != options.output_params():
-        return False
+        return "other options (--to, --sr, --channels, --decoder or --quality)"
     try:
         stat = stat_fields(location(job.source.path))
     except OSError:
-        return False
+        return "its source cannot be looked at"
     if {k: entry.get(k) for k in ("source_size", "source_mtime_ns")} != stat:
-        return False
-    return output_size(job.out_rel) == entry.get("file_size")
+        return "its source changed (size or modification time)"
+    if output_size(job.out_rel) != entry.get("file_size"):
+        return "its output is missing or changed"
+    return None

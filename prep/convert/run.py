@@ -4,9 +4,9 @@ manifests written.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,20 +18,24 @@ from prep.convert.batch import (
     SKIPPED,
     convert_batch,
     journal_record,
+    journal_records,
 )
 from prep.convert.entries import line_entries
 from prep.convert.options import TARGETS, ConvertOptions, duration_filter
 from prep.convert.outcomes import FileResult, Job, Outcome
 from prep.convert.reporting import Reporter, reporting
-from prep.convert.resume import is_current, previous_entries
+from prep.convert.resume import previous_entries, redo_reason
 from prep.convert.split import finish_split_file, plan_split_files, work_bytes
 from prep.errors import UsageError
 from prep.parallel import Workers, batch_by_size
 from prep.parts import PartDone
 from prep.paths import check_out
+from prep.progress import Progress
 from prep.runlock import locked_out
 from prep.sources import discover, plan_output_names, protected_inputs
 from prep.storage import Location, location
+
+log = logging.getLogger("prep.convert")
 
 
 @dataclass
@@ -55,6 +59,9 @@ class ConvertSummary:
         )
 
 
+CURRENT = "its source, its output and the options it depends on are unchanged"
+
+
 def check_paths(src: Path | str | Location, out: Path | str | Location) -> None:
     """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written."""
     src = location(src)
@@ -67,13 +74,13 @@ def convert(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
     options: ConvertOptions | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ConvertSummary:
     """Convert every audio file under SRC (or in a SRC manifest) into OUT.
 
     Writes ``OUT/manifest.jsonl`` (converted files, sorted by source path),
     ``OUT/errors.jsonl`` and ``OUT/skipped.jsonl``; returns the run's summary.
-    ``progress`` is called with the number of files finished since its last call.
+    ``progress`` is told the number of files, then each file's outcome as it finishes.
     """
     options = options or ConvertOptions()
     options.validate()
@@ -87,13 +94,15 @@ def _convert_held(
     src: Location,
     out: Location,
     options: ConvertOptions,
-    progress: Callable[[int], None] | None,
+    progress: Progress | None,
 ) -> ConvertSummary:
     """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
     started = time.perf_counter()
     reporter = Reporter(progress)
 
     sources = discover(src, options.extensions)
+    if progress:
+        progress.start(len(sources))
     results: dict[str, FileResult] = {
         s.rel: FileResult(
             s.rel, Outcome.SKIPPED if s.problem.skipped else Outcome.FAILED, reason=s.problem.reason
@@ -109,21 +118,27 @@ def _convert_held(
     output_size = out.size_lookup()
 
     summary = ConvertSummary()
-    found_done = len(results)
     todo = []
+    done_seconds = 0.0
     for job in jobs:
-        entry = previous.get(job.source.rel)
-        if is_current(entry, job, output_size, options):
-            reason = duration_filter(entry["duration"], options)
-            results[job.source.rel] = (
-                FileResult(job.source.rel, Outcome.SKIPPED, reason=reason)
-                if reason
-                else FileResult(job.source.rel, Outcome.DONE, entry)
-            )
-        else:
+        rel, entry = job.source.rel, previous.get(job.source.rel)
+        why = redo_reason(entry, job, output_size, options)
+        if why is not None:
+            if entry is not None:
+                log.debug("%s: converting again: %s", rel, why)
             todo.append(job)
-    if progress and len(results) > found_done:
-        progress(len(results) - found_done)
+            continue
+        reason = duration_filter(entry["duration"], options)
+        log.debug("%s: already done (%s)%s", rel, CURRENT, f"; skipped: {reason}" if reason else "")
+        if reason:
+            results[rel] = FileResult(rel, Outcome.SKIPPED, reason=reason)
+        else:
+            results[rel] = FileResult(rel, Outcome.DONE, entry)
+            done_seconds += (
+                entry.get("file_num_samples", entry["num_samples"]) / options.sample_rate
+            )
+    if progress and len(jobs) > len(todo):
+        progress.advance(len(jobs) - len(todo), done_seconds)
     reporter.reported.update(results)  # counted above; a rerun does not tell them again
 
     journal = out.journal(JOURNAL_STEM)
@@ -152,8 +167,11 @@ def _convert_held(
             with journal.writer("\n".join(split)) as appender:
                 for rel, file in split.items():
                     results[rel] = finish_split_file(file, parts_done[rel], local_out, options)
-                    appender.append(journal_record(results[rel]))
-    reporter.report([journal_record(r) for r in results.values() if r.status != Outcome.DONE])
+                    for record in journal_records(results[rel]):
+                        appender.append(record)
+    reporter.report(
+        [rec for r in results.values() if r.status != Outcome.DONE for rec in journal_records(r)]
+    )
 
     entries, errors, skipped = [], [], []
     source_of = {s.rel: s for s in sources}

@@ -103,6 +103,7 @@ def finish_split_file(
     """Main side, once every part has reported: header, checks, rename, manifest entry."""
     job = file.job
     rel = job.source.rel
+    note = f"decoder {file.info.decoder}, split into {len(file.tasks)} parts over the workers"
     try:
         written = finish_output(file.tmp, file.tasks[0].plan, done)
         if reason := duration_filter(written / options.sample_rate, options):
@@ -117,11 +118,11 @@ def finish_split_file(
     except (DecodeError, Skip, OSError) as exc:
         file.tmp.unlink(missing_ok=True)
         if isinstance(exc, Skip):
-            return FileResult(rel, Outcome.SKIPPED, reason=str(exc))
+            return FileResult(rel, Outcome.SKIPPED, reason=str(exc), note=note)
         reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
-        return FileResult(rel, Outcome.FAILED, reason=reason)
+        return FileResult(rel, Outcome.FAILED, reason=reason, note=note)
     stat = {**file.stat, "source_sha256": next(d.source_sha256 for d in done if d.index == 0)}
     entry = file_entry(
         job.source, job.out_rel, file.info, written, digest, size, stat, options, text
     )
-    return FileResult(rel, Outcome.CONVERTED, entry)
+    return FileResult(rel, Outcome.CONVERTED, entry, note=note)

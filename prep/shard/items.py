@@ -4,13 +4,14 @@ formats written, the rest staged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,16 @@ from prep.writers import ItemMeta
 from prep.writers.base import FormatWriter
 from prep.writers.files import save_npy
 
+PROGRESS = "progress.jsonl"
+"""In the staging folder: one line per input as a worker finishes it, which the main
+process follows for the progress line and ``-v`` notes (:mod:`prep.shard.run`)."""
 
-def load_int16(path: Path | str, sample_rate: int) -> np.ndarray:
+
+def load_int16(path: Path | str, sample_rate: int, notes: list[str] | None = None) -> np.ndarray:
     """Mono int16 at ``sample_rate``: read as is when it already is (a ``prep convert``
     output, bit for bit), else decoded and resampled through the convert code path.
-    An object URL is fetched into memory first."""
+    An object URL is fetched into memory first. How it was read goes to ``notes``."""
+    notes = [] if notes is None else notes
     path = storage.location(path).decoder_input()  # an object: its bytes
     if isinstance(path, Path) and (reason := not_a_file_reason(os.stat(path).st_mode)):
         raise DecodeError(reason)  # a FIFO would block the read below forever
@@ -45,11 +51,39 @@ def load_int16(path: Path | str, sample_rate: int) -> np.ndarray:
             if f.channels == 1 and f.subtype == "PCM_16" and f.samplerate == sample_rate:
                 if f.format == "WAV" and (missing := wav_missing_bytes(path)):
                     raise DecodeError(f"truncated: {missing} bytes of its data are missing")
+                notes.append("read as is (mono 16-bit at the rate)")
                 return f.read(dtype="int16")
     except sf.LibsndfileError:
         pass
     with open_audio(path) as reader:
+        note = f"decoder {reader.info.decoder}"
+        if reader.passed_over:
+            note += f" (after {'; '.join(reader.passed_over)})"
+        if reader.info.sample_rate != sample_rate:
+            note += f", resampled from {reader.info.sample_rate} Hz"
+        notes.append(note)
         return to_int16(concat(iter_mono(reader, sample_rate)))
+
+
+@contextlib.contextmanager
+def _progress_journal(staging: Path) -> Iterator[Callable[[Entry], None]]:
+    """Something to tell each finished input to, in the staging folder. Best effort: a
+    worker that does not see that folder tells nothing (the records also go back with the
+    batch's results), and it never creates it."""
+    try:
+        fd = os.open(staging / PROGRESS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        yield lambda record: None
+        return
+
+    def tell(record: Entry) -> None:
+        with contextlib.suppress(OSError):
+            os.write(fd, (json.dumps(record) + "\n").encode())  # one O_APPEND write: whole
+
+    try:
+        yield tell
+    finally:
+        os.close(fd)
 
 
 @functools.cache
@@ -177,6 +211,36 @@ def _source_items(
     return metas, rows, stored_mels
 
 
+def _cut_input(
+    src: Source,
+    decoded: tuple[Path | str, np.ndarray] | None,
+    out: Path,
+    options: ShardOptions,
+    item_writers: tuple[FormatWriter, ...],
+    threads: int,
+    notes: list[str],
+) -> tuple[tuple[Path | str, np.ndarray] | None, tuple | str, float]:
+    """One input decoded (or cut from ``decoded``, its file's samples, when the previous
+    input was another line of the same file) and cut: the file's samples, its items or
+    why it yields none, and its seconds of audio."""
+    sr = options.sample_rate
+    if src.problem is not None:
+        return decoded, src.problem.reason, 0.0
+    try:
+        if decoded is None or decoded[0] != src.path:
+            decoded = None
+            decoded = (src.path, load_int16(src.path, sr, notes))
+        samples, key_source, first = _utterance(src, decoded[1], sr)
+    except DecodeError as exc:
+        return decoded, str(exc), 0.0
+    except OSError as exc:
+        return decoded, exc.strerror or str(exc), 0.0
+    except SpanError as exc:
+        return decoded, f"manifest entry: {exc}", 0.0
+    result = _source_items(src, samples, out, options, item_writers, threads, key_source, first)
+    return decoded, result, len(samples) / sr
+
+
 def shard_batch(
     sources: list[Source],
     out: Path,
@@ -185,54 +249,51 @@ def shard_batch(
     item_writers: tuple[FormatWriter, ...],
     stage: bool,
     threads: int,
-) -> tuple[list[ItemMeta], list[Entry]]:
+) -> tuple[list[ItemMeta], list[Entry], list[Entry]]:
     """Worker side: decode each source once, cut it, write per-item files, stage the rest.
 
     A file that cannot be read, cut or written is one line in the errors, and none of its
-    items is kept; the other files go on."""
-    items, errors, audio_parts, mel_parts = [], [], [], []
+    items is kept; the other files go on. The third list says what became of each input
+    (``id``, ``source``, ``seconds``, ``failed``, ``note``), also told to the staging
+    folder's progress journal as each finishes."""
+    items, errors, audio_parts, mel_parts, told = [], [], [], [], []
     audio_at = mel_at = 0
     # Unique, not derived from the sources: the utterances of one file share a source, and
     # two batches of them must never stage into one file.
     batch_name = uuid.uuid4().hex
-    sr = options.sample_rate
     decoded: tuple[Path | str, np.ndarray] | None = None  # utterances of one file: one decode
-    with quiet_native_stderr():
-        for src in sources:
-            if src.problem is not None:
-                errors.append({"source": src.rel, "reason": src.problem.reason})
-                continue
-            try:
-                if decoded is None or decoded[0] != src.path:
-                    decoded = None
-                    decoded = (src.path, load_int16(src.path, sr))
-                samples, key_source, first = _utterance(src, decoded[1], sr)
-            except DecodeError as exc:
-                errors.append({"source": src.rel, "reason": str(exc)})
-                continue
-            except OSError as exc:
-                errors.append({"source": src.rel, "reason": exc.strerror or str(exc)})
-                continue
-            except SpanError as exc:
-                errors.append({"source": src.rel, "reason": f"manifest entry: {exc}"})
-                continue
-            result = _source_items(
-                src, samples, out, options, item_writers, threads, key_source, first
+    with quiet_native_stderr() as native, _progress_journal(staging) as tell:
+        for number, src in enumerate(sources):
+            notes: list[str] = []
+            decoded, result, seconds = _cut_input(
+                src, decoded, out, options, item_writers, threads, notes
             )
+            if chatter := native.take():
+                notes.append(f"native stderr: {chatter}")
             if isinstance(result, str):
                 errors.append({"source": src.rel, "reason": result})
-                continue
-            metas, rows, stored_mels = result
-            for meta, row, stored_mel in zip(metas, rows, stored_mels, strict=True):
-                if stage:
-                    meta.staged = batch_name
-                    meta.audio_at, meta.mel_at = audio_at, mel_at
-                    audio_parts.append(row)
-                    audio_at += len(row)
-                    if stored_mel is not None:
-                        mel_parts.append(stored_mel.ravel())
-                        mel_at += stored_mel.size
-                items.append(meta)
+            else:
+                metas, rows, stored_mels = result
+                notes.append(f"{len(metas)} item{'' if len(metas) == 1 else 's'}")
+                for meta, row, stored_mel in zip(metas, rows, stored_mels, strict=True):
+                    if stage:
+                        meta.staged = batch_name
+                        meta.audio_at, meta.mel_at = audio_at, mel_at
+                        audio_parts.append(row)
+                        audio_at += len(row)
+                        if stored_mel is not None:
+                            mel_parts.append(stored_mel.ravel())
+                            mel_at += stored_mel.size
+                    items.append(meta)
+            record = {
+                "id": f"{batch_name}/{number}",
+                "source": src.rel,
+                "seconds": seconds,
+                "failed": isinstance(result, str),
+                "note": "; ".join(notes),
+            }
+            told.append(record)
+            tell(record)
     if stage and audio_parts:
         target = staging / f"{batch_name}.audio.npy"
         try:
@@ -247,7 +308,7 @@ def shard_batch(
             failed = sorted({m.source for m in items})
             errors += [{"source": source, "reason": reason} for source in failed]
             items = []
-    return items, errors
+    return items, errors, told
 
 
 def unique_items(items: Iterable[ItemMeta]) -> tuple[list[ItemMeta], list[Entry]]:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
-from manifests import Entry, naming
+from manifests import Entry, JournalFollower, naming
 from prep import storage
 from prep.errors import RunError
 from prep.parallel import Workers, batch_by_size
 from prep.paths import check_out
+from prep.progress import Progress, following
 from prep.runlock import locked_out
 from prep.shard.formats import check_remote_out, write_format
 from prep.shard.inputs import input_fingerprint, input_folders, read_inputs
-from prep.shard.items import shard_batch, unique_items, write_failure
+from prep.shard.items import PROGRESS, shard_batch, unique_items, write_failure
 from prep.shard.options import ShardOptions
 from prep.shard.state import FormatState, format_state
 from prep.shard.summary import ShardSummary
@@ -27,11 +29,18 @@ ERRORS = "errors.jsonl"
 
 STAGING = ".staging"
 
+log = logging.getLogger("prep.shard")
+
 
 def shard(
-    src: str | os.PathLike[str], out: str | os.PathLike[str], options: ShardOptions
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: ShardOptions,
+    progress: Progress | None = None,
 ) -> ShardSummary:
-    """Turn a converted set (or any audio) into the requested training formats under OUT."""
+    """Turn a converted set (or any audio) into the requested training formats under OUT.
+
+    ``progress`` is told the number of inputs, then each one as pass 1 finishes it."""
     options.validate()
     started = time.perf_counter()
     src, out = storage.location(src), storage.location(out)
@@ -45,11 +54,15 @@ def shard(
     root, folders = input_folders(src, sources)
     check_out(out, root, folders)
     with locked_out(out):
-        return _shard_held(out, options, sources, started)
+        return _shard_held(out, options, sources, started, progress)
 
 
 def _shard_held(
-    out: Location, options: ShardOptions, sources: list[Source], started: float
+    out: Location,
+    options: ShardOptions,
+    sources: list[Source],
+    started: float,
+    progress: Progress | None,
 ) -> ShardSummary:
     """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
     fingerprint = input_fingerprint(sources)
@@ -73,7 +86,7 @@ def _shard_held(
 
         # beside the outputs (workers on a shared folder see it), or on this machine
         staging = where = out.scratch(STAGING)
-        items, errors = _run_workers(sources, out.path, staging, options, todo)
+        items, errors = _run_workers(sources, out.path, staging, options, todo, progress)
         summary.text_dropped = sum(m.text_dropped for m in items)
         rows = StagedRows(staging)
         for name in todo if items else []:  # no item at all: no empty set marked complete
@@ -99,14 +112,54 @@ def _shard_held(
     return summary
 
 
+class _Pass1Reporter:
+    """Moves the progress line and logs each input's ``-v`` note once: as the workers tell
+    the staging folder's progress journal, and at the end from their results (for workers
+    that do not see that folder)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.seen: set[str] = set()
+
+    def report(self, records: list[Entry]) -> None:
+        files = failed = 0
+        seconds = 0.0
+        for record in records:
+            if record.get("id") in self.seen:
+                continue
+            self.seen.add(record.get("id"))
+            if record.get("note"):
+                log.debug("%s: %s", record.get("source"), record["note"])
+            files += 1
+            failed += bool(record.get("failed"))
+            seconds += record.get("seconds") or 0.0
+        if self.progress:
+            if files:
+                self.progress.advance(files, seconds, failed)
+            else:
+                self.progress.tick()
+
+
 def _run_workers(
-    sources: list[Source], out: Path, staging: Path, options: ShardOptions, todo: list[str]
+    sources: list[Source],
+    out: Path,
+    staging: Path,
+    options: ShardOptions,
+    todo: list[str],
+    progress: Progress | None,
 ) -> tuple[list[ItemMeta], list[Entry]]:
     """Pass 1 over every source; the items in a deterministic order and the failures."""
     writers = [get_writer(n) for n in todo]
     item_writers = tuple(w for w in writers if w.per_item)
     aggregate = [w for w in writers if not w.per_item]
-    with Workers(options.jobs, options.backend, options.scheduler) as workers:
+    reporter = _Pass1Reporter(progress)
+    if progress:
+        progress.start(len(sources))
+    follower = JournalFollower(staging / PROGRESS)
+    with (
+        Workers(options.jobs, options.backend, options.scheduler) as workers,
+        following(lambda: reporter.report(follower.read_new())),
+    ):
         results = workers.run(
             shard_batch,
             batch_by_size(sources, source_size, workers.count),
@@ -117,9 +170,10 @@ def _run_workers(
             stage=bool(aggregate),
             threads=1 if workers.remote or min(workers.count, len(sources)) > 1 else 0,
         )
-    items, duplicates = unique_items(m for batch, _ in results for m in batch)
+    reporter.report([record for _, _, told in results for record in told])
+    items, duplicates = unique_items(m for batch, _, _ in results for m in batch)
     errors = sorted(
-        (e for _, batch_errors in results for e in batch_errors),
+        (e for _, batch_errors, _ in results for e in batch_errors),
         key=lambda e: (e["source"], e["reason"]),
     )
     return items, errors + duplicates
