@@ -163,11 +163,15 @@ def _format_folder(folder: Location, bins: int, label: str = "") -> tuple[dict, 
     entries, invalid = _durations(folder.join("manifest.jsonl").iter_manifest())
     by_key = {str(e.get("key", i)): float(e["duration"]) for i, e in enumerate(entries)}
     durations = [float(e["duration"]) for e in entries]
+    try:
+        item = _item(fmt)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise SourceError(f"{folder.join('format.json')}: unexpected settings ({exc!r})") from None
     stats = _summary(label or str(folder), "format", durations)
     stats.update(
         {
             "format": fmt.get("format"),
-            "item": _item(fmt),
+            "item": item,
             "sample_rates": {str(fmt["sample_rate"]): len(durations)},
             "channels": {"1": len(durations)},
             "disk_bytes": _disk_bytes(folder),
@@ -237,8 +241,19 @@ def _per_file(entries: list[dict], name: str, field: str, default: object) -> Co
     """``field`` counted once per distinct file ``name`` (utterances share their file)."""
     seen: dict[object, object] = {}
     for i, entry in enumerate(entries):
-        seen.setdefault(entry.get(name, i), entry.get(field, default))
+        value = entry.get(field, default)
+        seen.setdefault(_file_of(entry, name, i), value if _countable(value) else UNKNOWN)
     return Counter(seen.values())
+
+
+def _file_of(entry: dict, name: str, index: int) -> object:
+    """The file an entry names, or its own index when it names none."""
+    value = entry.get(name)
+    return value if isinstance(value, str) else index
+
+
+def _countable(value: object) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def _manifest(manifest: Location, folder: Location, label: str, bins: int) -> dict:
@@ -248,7 +263,7 @@ def _manifest(manifest: Location, folder: Location, label: str, bins: int) -> di
     converted = any("source_sample_rate" in e or "convert_params" in e for e in entries)
     durations = [float(e["duration"]) for e in entries]
     stats = _summary(label, "convert" if converted else "manifest", durations)
-    files = len({e.get("audio_filepath", i) for i, e in enumerate(entries)})
+    files = len({_file_of(e, "audio_filepath", i) for i, e in enumerate(entries)})
     stats.update(
         {
             "files": files,
@@ -261,7 +276,7 @@ def _manifest(manifest: Location, folder: Location, label: str, bins: int) -> di
     )
     if converted:
         stats["sources"] = {
-            "files": len({e.get("source", i) for i, e in enumerate(entries)}),
+            "files": len({_file_of(e, "source", i) for i, e in enumerate(entries)}),
             "sample_rates": _counts(_per_file(entries, "source", "source_sample_rate", UNKNOWN)),
             "channels": _counts(_per_file(entries, "source", "source_channels", UNKNOWN)),
             "formats": _counts(_per_file(entries, "source", "source_format", UNKNOWN)),
