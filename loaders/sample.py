@@ -29,6 +29,16 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def check_with_mel(folder: object, fmt: dict, with_mel: bool) -> None:
+    """Asking for stored mel from a set that has none is refused at open, not a missing
+    ``mel`` key many batches later."""
+    if with_mel and "mel" not in fmt:
+        raise ValueError(
+            f"{folder}: with_mel=True, but this set stores no mel "
+            "(prep shard computes it when --format includes mel)"
+        )
+
+
 def audio_tensor(samples: np.ndarray | torch.Tensor, dtype: str) -> torch.Tensor:
     """int16 samples as the contract's tensor: float32 / 32768, or int16 untouched."""
     if isinstance(samples, torch.Tensor):

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manifests import Entry, ManifestError, iter_manifest
+from prep.errors import UsageError
 from prep.sources import SourceError, source_root
+from prep.storage import location
 from prep.writers import get_writer, writer_names
 from prep.writers.files import check_file, check_wav, file_digest
 
@@ -47,7 +49,8 @@ def verify(
 
     ``sources``: the SRC the folder was made from, to check the inputs did not change.
     """
-    path = Path(path)
+    path = _local(path)
+    sources = None if sources is None else _local(sources)
     report = VerifyReport()
     if not path.is_dir():
         raise SourceError(f"{path}: no such folder")
@@ -71,6 +74,18 @@ def verify(
     else:
         raise SourceError(f"{path}: no manifest.jsonl or format.json: not written by prep")
     return report
+
+
+def _local(given: str | os.PathLike[str]) -> Path:
+    """The file-system path of ``given`` (a path or ``file://`` URL); object storage is
+    refused, as verify opens and hashes every file."""
+    local = location(given).local_path
+    if local is None:
+        raise UsageError(
+            f"prep verify reads local folders only; {given} is object storage "
+            "(copy it to a local folder to verify it)"
+        )
+    return local
 
 
 def _entries(manifest: Path, report: VerifyReport, label: str) -> list[Entry]:

@@ -147,10 +147,8 @@ def dataset_builders(sharded: Path, originals: Path) -> dict[str, Callable[[str]
 
     builders: dict[str, Callable[[str], Dataset | None]] = {
         "memmap": shard_format("memmap"),
-        "hdf5": lambda dtype: open_dataset(sharded / "hdf5", dtype=dtype, with_mel=False),
-        "webdataset": lambda dtype: open_dataset(
-            sharded / "webdataset", dtype=dtype, with_mel=False
-        ),
+        "hdf5": shard_format("hdf5"),  # audio only: the loaders' default
+        "webdataset": shard_format("webdataset"),
         "segments": shard_format("segments"),
         "mel (precomputed .npy)": lambda dtype: (
             open_dataset(sharded / "mel") if dtype == "float32" else None

@@ -184,8 +184,34 @@ def test_mel_dataset_and_hdf5_mel_match_on_the_fly_logmel(data):
         expected = module(torch.from_numpy(written[sample["key"]]))
         assert sample["mel"].shape == (40, SEGMENT // 160 + 1)
         torch.testing.assert_close(sample["mel"], expected, atol=1e-4, rtol=1e-4)
-    hdf5 = HDF5Dataset(data["sh"] / "hdf5")
+    hdf5 = HDF5Dataset(data["sh"] / "hdf5", with_mel=True)
     assert hdf5[0]["mel"].shape == (40, SEGMENT // 160 + 1)
+
+
+@pytest.mark.parametrize("name", ["hdf5", "webdataset"])
+def test_a_set_with_mel_gives_audio_only_unless_mel_is_asked_for(data, name):
+    """Precomputed mel costs a third of the audio-only speed: it is read only on request."""
+    stored = {s["key"]: s["mel"] for s in MelDataset(data["sh"] / "mel")}
+    plain = list(open_dataset(data["sh"] / name))
+    assert len(plain) == len(stored) and all("mel" not in s and "audio" in s for s in plain)
+    asked = {s["key"]: s for s in open_dataset(data["sh"] / name, with_mel=True)}
+    assert asked.keys() == stored.keys()
+    for key, sample in asked.items():
+        assert torch.equal(sample["mel"], stored[key]) and "audio" in sample
+    batch = next(iter(batch_loader(open_dataset(data["sh"] / name), 3)))
+    assert "mel" not in batch and "mel_lengths" not in batch
+    batch = next(iter(batch_loader(open_dataset(data["sh"] / name, with_mel=True), 3)))
+    assert torch.equal(batch["mel"], torch.stack([stored[k] for k in batch["key"]]))
+    assert batch["mel_lengths"].tolist() == [SEGMENT // 160 + 1] * 3
+
+
+def test_asking_for_mel_from_a_set_without_it_is_refused_at_open(data, tmp_path):
+    out = _webdataset_shards(data, tmp_path / "nomel", shard_size=4)
+    shard(data["conv"], out, ShardOptions(formats=("hdf5",), segment=SEGMENT, jobs=1))
+    for name in ("webdataset", "hdf5"):
+        assert "mel" not in next(iter(open_dataset(out / name)))
+        with pytest.raises(ValueError, match=f"{out / name}: with_mel=True, but .* no mel"):
+            open_dataset(out / name, with_mel=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -225,7 +251,7 @@ def test_webdataset_every_item_once_across_ranks_and_workers(data, tmp_path, wor
 
 
 def test_webdataset_sample_contract(data):
-    sample = next(iter(WebDatasetShards(data["sh"] / "webdataset")))
+    sample = next(iter(WebDatasetShards(data["sh"] / "webdataset", with_mel=True)))
     assert sample["audio"].dtype == torch.float32 and sample["audio"].shape == (SEGMENT,)
     assert sample["mel"].shape == (40, SEGMENT // 160 + 1) and sample["sample_rate"] == 16000
 
@@ -534,6 +560,7 @@ def test_batch_loader_gives_the_batches_pad_collate_gives(data, name, workers):
 SHARED = {
     **MAP_STYLE,
     "mel": lambda d, dtype="float32": MelDataset(d["sh"] / "mel"),
+    "hdf5 with mel": lambda d, **kw: HDF5Dataset(d["sh"] / "hdf5", with_mel=True, **kw),
 }
 
 
@@ -574,9 +601,15 @@ def test_shared_slots_give_the_batches_the_plain_loader_gives(data, name, worker
     assert padded or "audio" not in expected  # the mask built in the slot was compared too
 
 
-@pytest.mark.parametrize(("workers", "persistent"), [(1, True), (2, True), (2, False)])
-def test_shared_slots_for_webdataset_give_the_plain_loaders_batches(data, workers, persistent):
-    dataset = WebDatasetShards(data["sh"] / "webdataset", shuffle=True, seed=2, dtype="int16")
+@pytest.mark.parametrize(
+    ("workers", "persistent", "with_mel"), [(1, True, False), (2, True, True), (2, False, False)]
+)
+def test_shared_slots_for_webdataset_give_the_plain_loaders_batches(
+    data, workers, persistent, with_mel
+):
+    dataset = WebDatasetShards(
+        data["sh"] / "webdataset", shuffle=True, seed=2, dtype="int16", with_mel=with_mel
+    )
     shared = batch_loader(
         dataset, 3, shared_slots=True, num_workers=workers, persistent_workers=persistent
     )

@@ -202,3 +202,40 @@ def test_a_source_problem_is_told_once_when_out_is_on_s3(s3, tmp_path):
     result = run_prep("convert", str(tmp_path / "src"), "s3://audio/fifo", env=s3["env"])
     assert result.returncode == 1
     assert result.stderr.count("error: pipe.wav:") == 1, result.stderr
+
+
+@pytest.mark.s3
+def test_stats_reads_manifests_on_s3_as_it_reads_local_folders(s3, tmp_path):
+    """Manifests and format.json only: the numbers of the same folders on disk."""
+    import json
+
+    env, options = s3["env"], ShardOptions(formats=("webdataset",), segment=16000, jobs=1)
+    convert("s3://audio/src", "s3://audio/st-conv", ConvertOptions(jobs=1))
+    shard("s3://audio/st-conv", "s3://audio/st-sh", options)
+    convert(s3["src"], tmp_path / "conv", ConvertOptions(jobs=1))
+    shard(tmp_path / "conv", tmp_path / "sh", options)
+    for remote, local in [
+        ("s3://audio/st-conv", tmp_path / "conv"),
+        ("s3://audio/st-sh", tmp_path / "sh"),
+        ("s3://audio/st-sh/webdataset", tmp_path / "sh" / "webdataset"),
+        ("s3://audio/st-conv/manifest.jsonl", tmp_path / "conv" / "manifest.jsonl"),
+    ]:
+        result = run_prep("stats", remote, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        got, want = (
+            json.loads(result.stdout),
+            json.loads(run_prep("stats", str(local), "--json").stdout),
+        )
+        assert got["path"] == remote and got["items"] > 0 and got["errors"] == want["errors"]
+        assert _but_disk(got) == _but_disk(want)
+    result = run_prep("stats", "s3://audio/src", env=env)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: s3://audio/src: ") and "local" in result.stderr
+
+
+def _but_disk(stats: dict) -> dict:
+    """Stats less the path and disk sizes (a local OUT also holds its run lock)."""
+    formats = [{k: v for k, v in f.items() if k != "disk_bytes"} for f in stats.get("formats", [])]
+    return {k: v for k, v in stats.items() if k not in ("path", "disk_bytes")} | {
+        "formats": formats
+    }

@@ -190,3 +190,10 @@ def test_sources_may_be_the_manifest_the_set_was_made_from(copy):
     result = run_prep("verify", str(copy / "conv"), "--sources", str(copy / "nowhere"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "nowhere: no such folder or manifest" in result.stderr
+
+
+def test_object_storage_is_refused_in_one_line(made):
+    for args in (["s3://bucket/sh"], [str(made / "conv"), "--sources", "s3://bucket/src"]):
+        result = run_prep("verify", *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: prep verify reads local folders only; s3://")
