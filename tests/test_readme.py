@@ -143,21 +143,25 @@ def s3_server(sandbox, environment):
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], block: Block) -> None:
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # the block's background processes (a scheduler) go with it
-    )
-    try:
-        output, _ = proc.communicate(timeout=BLOCK_TIMEOUT)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+    """Run one block to its end; its output goes to a file, not a pipe, since background
+    processes it starts (a scheduler) would hold a pipe open past the block's end."""
+    log = cwd / f".block-{block.line}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the block's background processes go with it
+        )
+        try:
+            proc.wait(timeout=BLOCK_TIMEOUT)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+    output = log.read_text(errors="replace")
     assert proc.returncode == 0, f"{block} failed with status {proc.returncode}:\n{output}"
     assert "Traceback" not in output, f"{block} printed a traceback:\n{output}"
 
