@@ -61,7 +61,13 @@ def _finish(line: str, failed: int, out: str) -> None:
 
 verbosity_options = [
     click.option("-q", "--quiet", "quiet", is_flag=True, help="Only warnings and errors."),
-    click.option("-v", "--verbose", "verbose", is_flag=True, help="Per-file decisions: decoder chosen and why, parts, skips."),
+    click.option(
+        "-v",
+        "--verbose",
+        "verbose",
+        is_flag=True,
+        help="Per-file decisions: decoder chosen and why, parts, skips.",
+    ),
 ]
 
 
