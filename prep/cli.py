@@ -451,14 +451,13 @@ def bench(src, out, mode, segment, batch_sizes, jobs, device, cold, quiet, verbo
        against decoding the original files on the fly
     4. training steps: the share of each step spent waiting for data
 
-    On a 2-core machine: --quick about 1 minute; the default about 7 minutes, plus about
-    2 minutes the first time, to generate the demo corpus under OUT (kept for reruns);
-    --full about 15 minutes. It prints its own estimate when it starts.
+    On a 2-core machine: --quick about 1.5 minutes; the default about 6 minutes, plus
+    about 2.5 the first time, to generate the demo corpus under OUT (kept for reruns);
+    --full about 18 minutes (estimated). It prints its own estimate when it starts.
     """
     from pathlib import Path
 
-    from prep.bench import BenchOptions, run_bench
-    from prep.bench.options import parse_batch_sizes
+    from prep.bench.options import BenchOptions, parse_batch_sizes
     from prep.paths import check_out
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
@@ -477,6 +476,8 @@ def bench(src, out, mode, segment, batch_sizes, jobs, device, cold, quiet, verbo
         )
     except UsageError as exc:
         _fail(str(exc))
+    from prep.bench.run import run_bench  # torch and matplotlib: only once the options hold
+
     report, summary = run_bench(options)
     click.echo(summary)
     click.echo(f"\nreport: {report}")

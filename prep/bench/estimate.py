@@ -17,7 +17,7 @@ CONVERT_RUN = 0.6  # a process starting, per set, method and repeat
 MEMORY_PER_LONG_SECOND = 0.003
 SHARD_RUN = 3.5  # a prep shard process (webdataset and mel import torch)
 SHARD_PER_AUDIO_SECOND = 0.0007  # per run
-SHARD_RUNS = 12
+SHARD_RUNS = 12  # 7 in quick mode: none from the original files
 LOADER_OVERHEAD = 0.25  # per timed run: building the loader, workers, the first batch
 STEP_LOADERS = 8
 STEP_LOADER = 1.5  # building a loader and its model
@@ -52,7 +52,8 @@ def expected_phases(
         options.repeats * (CONVERT_PER_AUDIO_SECOND * audio_seconds * scale + 8 * CONVERT_RUN)
         + MEMORY_PER_LONG_SECOND * long_seconds
     )
-    phases["shard"] = SHARD_RUNS * (SHARD_RUN + SHARD_PER_AUDIO_SECOND * audio_seconds * scale)
+    runs = 7 if options.quick else SHARD_RUNS
+    phases["shard"] = runs * (SHARD_RUN + SHARD_PER_AUDIO_SECOND * audio_seconds * scale)
     phases["loaders"] = loader_runs(options) * (seconds + LOADER_OVERHEAD)
     step = STEP_SECONDS * step_scale * 2 * (options.steps + 2)
     phases["training steps"] = STEP_LOADERS * (STEP_LOADER + step)

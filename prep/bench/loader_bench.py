@@ -59,6 +59,10 @@ def _py(value: object) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
+def workers_text(workers: int) -> str:
+    return f"{workers} worker" + ("" if workers == 1 else "s")
+
+
 @dataclass
 class LoaderRow:
     name: str
@@ -75,7 +79,7 @@ class LoaderRow:
     def parallelism(self) -> str:
         if self.threads:
             return f"{self.workers} threads"
-        return f"{self.workers} workers" + (", shared slots" if self.shared else "")
+        return workers_text(self.workers) + (", shared slots" if self.shared else "")
 
     def loader_call(self, batch_size: int | None = None, pin_memory: bool = False):
         """(loader function name, keyword arguments): what the sweep built for this row."""
@@ -282,7 +286,7 @@ def loader_tables(rows: list[LoaderRow]) -> str:
     lines += ["", "Items/s by parallelism (best batch size and transport for each):", ""]
     columns = sorted({(r.threads, r.workers, r.shared) for r in rows})
     names = [
-        f"{w} threads" if t else f"{w} workers" + (", shared slots" if s else "")
+        f"{w} threads" if t else workers_text(w) + (", shared slots" if s else "")
         for t, w, s in columns
     ]
     lines.append("| format | " + " | ".join(names) + " |")

@@ -100,13 +100,15 @@ def measure_shard(
     jobs: int,
     segment: str = "5s",
     keep: Path | None = None,
+    from_original: bool = True,
 ) -> list[ShardRow]:
     """One row per format from the converted set, then the audio formats in one call
     against one call each, from the converted set and from the original files.
 
     From the converted set, "one call each" is the sum of the format rows (the same
     runs); with ``keep``, those runs' format folders are moved there: the converted set
-    in every format, each written alone (HDF5 and webdataset hold audio only)."""
+    in every format, each written alone (HDF5 and webdataset hold audio only). Without
+    ``from_original`` (quick mode), the runs from the original files are left out."""
     wav_bytes = folder_bytes(converted) - sum(p.stat().st_size for p in converted.glob("*.jsonl"))
     rows = _each_format(converted, work / "converted", FORMATS, jobs, segment, wav_bytes)
     audio_rows = [r for r in rows if r.name in AUDIO_FORMATS]
@@ -118,10 +120,12 @@ def measure_shard(
             shutil.rmtree(keep / name, ignore_errors=True)
             (work / "converted" / name / name).rename(keep / name)
     shutil.rmtree(work / "converted", ignore_errors=True)
-    from_original = _each_format(original, work / "original", AUDIO_FORMATS, jobs, segment, 0)
+    if not from_original:
+        return rows
+    each = _each_format(original, work / "original", AUDIO_FORMATS, jobs, segment, 0)
     shutil.rmtree(work / "original", ignore_errors=True)
     rows.append(_together("original audio", original, work, jobs, segment, wav_bytes))
-    rows.append(_separately("original audio", from_original, wav_bytes))
+    rows.append(_separately("original audio", each, wav_bytes))
     return rows
 
 
