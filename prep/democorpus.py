@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,28 +136,59 @@ def _write_one(file: _FileSpec, spec: CorpusSpec) -> None:
 
 
 def make_corpus(
-    root: str | os.PathLike[str], spec: CorpusSpec = CorpusSpec(), jobs: int = 0
+    root: str | os.PathLike[str],
+    spec: CorpusSpec = CorpusSpec(),
+    jobs: int = 0,
+    also: Sequence[Callable[[], object]] = (),
 ) -> Path:
-    """Write the corpus under ``root`` in parallel; files already there are kept."""
-    from prep.parallel import default_jobs, run_batches
+    """Write the corpus under ``root`` in parallel; files already there are kept.
+
+    ``also``: more (picklable) jobs to run in the same pool, such as
+    :func:`make_two_hour_file`, so no core waits while one long file is written. Jobs
+    start longest first (``also`` before the corpus's files), which keeps every core
+    busy to the end.
+    """
+    from prep.parallel import run_batches
 
     root = Path(root)
-    stamp = root / "corpus.json"
-    wanted = json.dumps({"spec": asdict(spec), "version": CORPUS_VERSION}, sort_keys=True)
-    if root.exists() and (not stamp.exists() or stamp.read_text() != wanted):
+    if root.exists() and not _stamp_matches(root, spec):
         shutil.rmtree(root)  # made from another spec: regenerate rather than mix
-    files = corpus_files(root, spec)
-    stride = 4 * (jobs or default_jobs())
-    batches = [files[i::stride] for i in range(stride) if files[i::stride]]
-    for _ in run_batches(_write_batch, batches, jobs, spec=spec):
+    files = sorted(
+        (f for f in corpus_files(root, spec) if not f.path.exists()),
+        key=lambda f: -f.seconds * CODEC_COST.get(f.path.suffix, 1.0),
+    )
+    tasks: list[Callable[[], object] | _FileSpec] = [*also, *files]
+    for _ in run_batches(_write_batch, [[task] for task in tasks], jobs, spec=spec):
         pass
-    stamp.write_text(wanted)
+    (root / "corpus.json").write_text(_stamp(spec))
     return root
 
 
-def _write_batch(files: list[_FileSpec], spec: CorpusSpec) -> None:
-    for file in files:
-        _write_one(file, spec)
+def _stamp(spec: CorpusSpec) -> str:
+    return json.dumps({"spec": asdict(spec), "version": CORPUS_VERSION}, sort_keys=True)
+
+
+def _stamp_matches(root: Path, spec: CorpusSpec) -> bool:
+    stamp = root / "corpus.json"
+    return stamp.exists() and stamp.read_text() == _stamp(spec)
+
+
+def corpus_ready(root: str | os.PathLike[str], spec: CorpusSpec = CorpusSpec()) -> bool:
+    """Whether ``make_corpus`` would find everything already written."""
+    root = Path(root)
+    return _stamp_matches(root, spec) and all(f.path.exists() for f in corpus_files(root, spec))
+
+
+CODEC_COST = {".mp3": 1.0, ".ogg": 1.3, ".flac": 0.2}
+"""Encoding time per audio-second, roughly, relative to mp3: the order jobs start in."""
+
+
+def _write_batch(tasks: list[Callable[[], object] | _FileSpec], spec: CorpusSpec) -> None:
+    for task in tasks:
+        if isinstance(task, _FileSpec):
+            _write_one(task, spec)
+        else:
+            task()
 
 
 def make_two_hour_file(path: Path, seconds: float = 7200.0, seed: int = 7) -> Path:

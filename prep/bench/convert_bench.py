@@ -88,9 +88,17 @@ def run_ffmpeg_per_file(paths: list[Path], root: Path, out: Path, jobs: int) -> 
     return time.perf_counter() - started
 
 
-def decode_only_speed(paths: list[Path]) -> float:
+DECODE_ONLY_SECONDS = 120.0
+"""Audio decoded for the decode-only ceiling: a rate per audio-second, the same on a few
+minutes of a set as on all of it."""
+
+
+def decode_only_speed(paths: list[Path], enough: float = DECODE_ONLY_SECONDS) -> float:
     """The ceiling on one core: decoding alone (the decoder prep picks per codec), no
-    mixdown, resampling or writing."""
+    mixdown, resampling or writing, of about ``enough`` seconds of files spread over the
+    set (every n-th file, so a mixed set stays mixed)."""
+    step = max(1, int(audio_seconds(paths) // enough))
+    paths = paths[::step]
     seconds = audio_seconds(paths)
     started = time.process_time()
     with quiet_native_stderr():
@@ -137,7 +145,7 @@ def _peak_rss_mb(command: list[str]) -> float:
     return int(out.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def measure_memory(long_file: Path, work: Path) -> list[MemoryRow]:
+def measure_memory(long_file: Path, work: Path, jobs: int = 1) -> list[MemoryRow]:
     """Peak RSS converting one long file: prep (one worker), ffmpeg, and a whole-file read."""
     seconds = audio_seconds([long_file])
     src = work / "src"
@@ -147,28 +155,22 @@ def measure_memory(long_file: Path, work: Path) -> list[MemoryRow]:
         link.symlink_to(long_file.resolve())
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
-    rows = [
-        MemoryRow(
-            "prep convert -j 1 (blocks)",
-            seconds,
-            _peak_rss_mb([sys.executable, "-m", "prep.cli", "convert", str(src), str(out), "-j1"]),
-        ),
-        MemoryRow(
-            "ffmpeg -ac 1 -ar 16000",
-            seconds,
-            _peak_rss_mb(
-                [ffmpeg_executable(), "-nostdin", "-v", "error", "-y", "-i", str(long_file)]
-                + ["-ac", "1", "-ar", "16000", "-sample_fmt", "s16", str(work / "ff.wav")]
-            ),
-        ),
-        MemoryRow(
-            "soundfile.read, whole file",
-            seconds,
-            _peak_rss_mb(
-                [sys.executable, "-c", "import soundfile, sys; soundfile.read(sys.argv[1])"]
-                + [str(long_file)]
-            ),
-        ),
-    ]
+    commands = {
+        "prep convert -j 1 (blocks)": [
+            *(sys.executable, "-m", "prep.cli", "convert", str(src), str(out), "-j1")
+        ],
+        "ffmpeg -ac 1 -ar 16000": [
+            *(ffmpeg_executable(), "-nostdin", "-v", "error", "-y", "-i", str(long_file)),
+            *("-ac", "1", "-ar", "16000", "-sample_fmt", "s16", str(work / "ff.wav")),
+        ],
+        "soundfile.read, whole file": [
+            *(sys.executable, "-c", "import soundfile, sys; soundfile.read(sys.argv[1])"),
+            str(long_file),
+        ],
+    }
+    # each process's own peak, so they may run side by side (one core each)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        peaks = list(pool.map(_peak_rss_mb, commands.values()))
+    rows = [MemoryRow(name, seconds, peak) for name, peak in zip(commands, peaks, strict=True)]
     shutil.rmtree(work, ignore_errors=True)
     return rows

@@ -8,9 +8,10 @@ counted) for up to ``max_seconds`` or one pass over the set. The batch goes thro
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,41 @@ from prep.bench.cache import drop
 # prefetch * workers + 2 of them; at 4, memmap read ~15% slower than at 2 (the ring of 5 MB
 # slots outgrows the caches), measured side by side.
 WORKER_PREFETCH = 2
+MEL_NAME = "mel (precomputed .npy)"
+ON_THE_FLY = "on-the-fly"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset the sweep reads, opened the way the printed code line opens it."""
+
+    path: Path
+    options: tuple[tuple[str, object], ...] = ()  # besides dtype, in the order printed
+    dtypes: tuple[str, ...] = ("int16", "float32")  # the transports it is measured with
+    takes_dtype: bool = True
+    returns: str = "audio"
+
+    def kwargs(self, dtype: str) -> dict:
+        return {**({"dtype": dtype} if self.takes_dtype else {}), **dict(self.options)}
+
+    def __call__(self, dtype: str) -> Dataset | None:
+        """The dataset for ``dtype``, or None if it is not measured with that transport."""
+        if dtype not in self.dtypes:
+            return None
+        return open_dataset(self.path, **self.kwargs(dtype))
+
+    def code(self, dtype: str) -> str:
+        args = [_py(str(self.path))] + [f"{k}={_py(v)}" for k, v in self.kwargs(dtype).items()]
+        return f"open_dataset({', '.join(args)})"
+
+
+def _py(value: object) -> str:
+    """A Python literal for a code line (double-quoted strings, as people write them)."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def workers_text(workers: int) -> str:
+    return f"{workers} worker" + ("" if workers == 1 else "s")
 
 
 @dataclass
@@ -33,7 +69,7 @@ class LoaderRow:
     dtype: str
     workers: int  # DataLoader worker processes; threads when ``threads`` is set
     batch_size: int
-    samples_per_second: float
+    items_per_second: float
     audio_seconds_per_second: float
     repeats: int
     threads: bool = False
@@ -43,25 +79,42 @@ class LoaderRow:
     def parallelism(self) -> str:
         if self.threads:
             return f"{self.workers} threads"
-        return f"{self.workers} workers" + (", shared slots" if self.shared else "")
+        return workers_text(self.workers) + (", shared slots" if self.shared else "")
+
+    def loader_call(self, batch_size: int | None = None, pin_memory: bool = False):
+        """(loader function name, keyword arguments): what the sweep built for this row."""
+        b = batch_size or self.batch_size
+        if self.threads:
+            kwargs = {"batch_size": b, "num_threads": self.workers, "prefetch": 4}
+            return "ThreadedLoader", {**kwargs, "shuffle": True}
+        kwargs: dict = {"batch_size": b, "shuffle": True}
+        if self.workers:
+            kwargs.update(
+                num_workers=self.workers,
+                shared_slots=self.shared,
+                prefetch_factor=WORKER_PREFETCH,
+                persistent_workers=True,  # a small set read twice must not fork workers again
+            )
+        if pin_memory:
+            kwargs["pin_memory"] = True
+        return "batch_loader", kwargs
 
 
-def _loader(dataset: Dataset, batch_size: int, workers: int, shared: bool = False):
-    shuffle = not isinstance(dataset, IterableDataset)
-    return batch_loader(
-        dataset,
-        batch_size,
-        shuffle=shuffle,
-        shared_slots=shared,
-        num_workers=workers,
-        prefetch_factor=WORKER_PREFETCH if workers else None,
-        persistent_workers=workers > 0,  # a small set read twice must not fork workers again
-        pin_memory=torch.cuda.is_available(),
-    )
+def build_loader(row: LoaderRow, dataset: Dataset, batch_size: int | None = None, pin=False):
+    """The loader ``row`` stands for, built from the same call its code line prints."""
+    name, kwargs = row.loader_call(batch_size, pin)
+    return {"ThreadedLoader": ThreadedLoader, "batch_loader": batch_loader}[name](dataset, **kwargs)
+
+
+def loader_code(row: LoaderRow, source: Source, pin_memory: bool = False) -> str:
+    """Two lines of Python that build the loader ``row`` measured, runnable as they are."""
+    name, kwargs = row.loader_call(pin_memory=pin_memory)
+    args = ", ".join([source.code(row.dtype)] + [f"{k}={_py(v)}" for k, v in kwargs.items()])
+    return f"from loaders import {name}, open_dataset\nloader = {name}({args})"
 
 
 def time_loader(loader, device: str, max_seconds: float, max_batches: int) -> tuple[float, float]:
-    """(samples/s, audio-seconds/s) after the first batch, over as many epochs as it takes
+    """(items/s, audio-seconds/s) after the first batch, over as many epochs as it takes
     to reach ``max_batches`` or ``max_seconds`` (a small set is read more than once).
 
     On a GPU each batch is moved there (and int16 becomes float32 there); on the CPU the
@@ -70,7 +123,7 @@ def time_loader(loader, device: str, max_seconds: float, max_batches: int) -> tu
     """
     batches = iter(loader)
     next(batches)
-    samples, audio, count = 0, 0.0, 0
+    items, audio, count = 0, 0.0, 0
     started = time.perf_counter()
     while count < max_batches and time.perf_counter() - started < max_seconds:
         batch = next(batches, None)
@@ -78,17 +131,39 @@ def time_loader(loader, device: str, max_seconds: float, max_batches: int) -> tu
             batches = iter(loader)
             continue
         moved = to_device(batch, device) if device != "cpu" else batch
-        samples += len(moved["key"])
+        items += len(moved["key"])
         audio += float(moved["lengths"].sum()) / moved["sample_rate"]
         count += 1
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     elapsed = max(time.perf_counter() - started, 1e-9)
-    return samples / elapsed, audio / elapsed
+    return items / elapsed, audio / elapsed
+
+
+def loader_plan(
+    workers: list[int], batch_sizes: list[int], threads: int, iterable: bool
+) -> list[tuple[int, int, bool, bool]]:
+    """(workers, batch, threads?, shared slots?) for one dataset: no workers and the most
+    workers at every batch size (shared slots with workers); the worker counts between,
+    the DataLoader's own hand-over and ``threads`` threads (map-style sets) at the largest
+    batch size, to compare. Pass one batch size to time a second transport only where
+    training would use it."""
+    ends = {min(workers), max(workers)}
+    plan = [
+        (w, b, False, w > 0)
+        for w in workers
+        for b in batch_sizes
+        if w in ends or b == max(batch_sizes)
+    ]
+    if max(workers) > 0:
+        plan.append((max(workers), max(batch_sizes), False, False))
+    if threads and not iterable:
+        plan.append((threads, max(batch_sizes), True, False))
+    return plan
 
 
 def measure_loaders(
-    sets: dict[str, Callable[[str], Dataset]],
+    sets: dict[str, Source],
     workers: list[int],
     batch_sizes: list[int],
     repeats: int,
@@ -97,113 +172,121 @@ def measure_loaders(
     threads: int = 2,
     cold_roots: tuple[Path, ...] = (),
 ) -> list[LoaderRow]:
-    """``sets`` maps a name to a function building its dataset for a dtype (or None if the
-    name does not take that dtype). Map-style sets are also timed with ``threads`` threads
-    (:class:`~loaders.threaded.ThreadedLoader`) at the largest batch size. With
+    """Every set in each of its transports, the loaders :func:`loader_plan` names. A set
+    read as int16 too is read as float32 at the largest batch size only: the transport
+    changes the bytes handed over, not how batch size or workers scale. With
     ``cold_roots``, those files' cached pages are dropped before every timed run."""
     rows = []
-
-    def timed(make, b: int, n: int) -> tuple[float, float]:
-        if cold_roots:
-            drop(*cold_roots)
-        return time_loader(make(), device, max_seconds, max(4, n // b))
-
-    for name, build in sets.items():
-        for dtype in ("float32", "int16"):
-            dataset = build(dtype)
-            if dataset is None:
-                continue
+    pin = device.startswith("cuda")
+    for name, source in sets.items():
+        for dtype in source.dtypes:
+            dataset = source(dtype)
             n = len(dataset)
-            plan = []  # (workers, batch, make, threads, shared)
-            for w in workers:
-                for b in batch_sizes:
-                    make = lambda d=dataset, b=b, w=w: _loader(d, b, w, w > 0)  # noqa: E731
-                    plan.append((w, b, make, False, w > 0))
-            if max(workers) > 0:  # the DataLoader's own hand-over, to compare
-                w, b = max(workers), max(batch_sizes)
-                plan.append((w, b, lambda d=dataset, b=b, w=w: _loader(d, b, w), False, False))
-            if threads and not isinstance(dataset, IterableDataset):
-                b = max(batch_sizes)
-                make = lambda d=dataset, b=b: ThreadedLoader(  # noqa: E731
-                    d, b, num_threads=threads, prefetch=4, shuffle=True
+            sizes = batch_sizes
+            if dtype != "int16" and "int16" in source.dtypes:
+                sizes = [max(batch_sizes)]
+            plan = [
+                LoaderRow(name, dtype, w, b, 0.0, 0.0, repeats, is_threads, shared)
+                for w, b, is_threads, shared in loader_plan(
+                    workers, sizes, threads, isinstance(dataset, IterableDataset)
                 )
-                plan.append((threads, b, make, True, False))
+            ]
             runs: list[list[tuple[float, float]]] = [[] for _ in plan]
             for _ in range(repeats):  # alternated, so a slow spell hits every setting alike
-                for i, (_w, b, make, _t, _s) in enumerate(plan):
-                    runs[i].append(timed(make, b, n))
-            for (w, b, _make, is_threads, shared), timings in zip(plan, runs, strict=True):
-                speed = statistics.median(r[0] for r in timings)
-                audio = statistics.median(r[1] for r in timings)
-                rows.append(LoaderRow(name, dtype, w, b, speed, audio, repeats, is_threads, shared))
+                for row, timings in zip(plan, runs, strict=True):
+                    if cold_roots:
+                        drop(*cold_roots)
+                    loader = build_loader(row, dataset, pin=pin)
+                    batches = max(4, n // row.batch_size)
+                    timings.append(time_loader(loader, device, max_seconds, batches))
+            for row, timings in zip(plan, runs, strict=True):
+                row.items_per_second = statistics.median(r[0] for r in timings)
+                row.audio_seconds_per_second = statistics.median(r[1] for r in timings)
+                rows.append(row)
     return rows
 
 
-def dataset_builders(sharded: Path, originals: Path) -> dict[str, Callable[[str], Dataset | None]]:
-    """Every format the shard step wrote, plus the on-the-fly baseline on the original files."""
+def decoded_mix(originals: Path) -> str:
+    """What the on-the-fly baseline decodes: "mp3", or "mixed: 250 mp3, 30 ogg, 20 flac"."""
+    counts = Counter(
+        Path(e["path"]).suffix.lower().lstrip(".") for e in open_dataset(originals).entries
+    )
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "mixed: " + ", ".join(f"{n} {codec}" for codec, n in counts.most_common())
 
-    def shard_format(name: str) -> Callable[[str], Dataset | None]:
-        return lambda dtype: open_dataset(sharded / name, dtype=dtype)
 
-    builders: dict[str, Callable[[str], Dataset | None]] = {
-        "memmap": shard_format("memmap"),
-        "hdf5": shard_format("hdf5"),  # audio only: the loaders' default
-        "webdataset": shard_format("webdataset"),
-        "segments": shard_format("segments"),
-        "mel (precomputed .npy)": lambda dtype: (
-            open_dataset(sharded / "mel") if dtype == "float32" else None
+def dataset_builders(
+    sharded: Path, originals: Path, segment_seconds: float = 5.0
+) -> dict[str, Source]:
+    """Every format the shard step wrote, plus the on-the-fly baseline on the original files.
+
+    ``with_mel`` is passed wherever a reader has it: these rows measure audio, and the
+    readers' default for it is not theirs to rely on."""
+    audio_only = (("with_mel", False),)
+    crop = f"{segment_seconds:g} s crops"
+    return {
+        "memmap": Source(sharded / "memmap"),
+        "hdf5": Source(sharded / "hdf5", audio_only),
+        "webdataset": Source(sharded / "webdataset", audio_only),
+        "segments": Source(sharded / "segments"),
+        MEL_NAME: Source(
+            sharded / "mel", dtypes=("float32",), takes_dtype=False, returns="precomputed log-mel"
+        ),
+        f"on-the-fly, {decoded_mix(originals)} (decode + resample, {crop})": Source(
+            originals, (("crop_seconds", segment_seconds),), dtypes=("float32",)
         ),
     }
-    builders["on-the-fly mp3 (decode + resample, 5 s crops)"] = lambda dtype: (
-        open_dataset(originals, crop_seconds=5.0, dtype=dtype) if dtype == "float32" else None
-    )
-    return builders
 
 
 def raw_ceiling(memmap_file: Path, batch_size: int = 32, seconds: float = 1.0) -> float:
-    """numpy reading the same int16 rows from page cache, random batches: samples/s."""
+    """numpy reading the same int16 rows from page cache, random batches: items/s."""
     array = np.load(memmap_file, mmap_mode="r")
     rng = np.random.default_rng(0)
     array[rng.integers(0, len(array), batch_size)]  # warm
-    samples = 0
+    items = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         block = array[np.sort(rng.integers(0, len(array), batch_size))]
-        samples += len(block)
-    return samples / (time.perf_counter() - started)
+        items += len(block)
+    return items / (time.perf_counter() - started)
+
+
+def baseline_row(best: dict[str, LoaderRow]) -> LoaderRow | None:
+    return next((r for n, r in best.items() if n.startswith(ON_THE_FLY)), None)
 
 
 def _ratio(speed: float, baseline: LoaderRow | None) -> float:
-    if baseline is None or baseline.samples_per_second <= 0:
+    if baseline is None or baseline.items_per_second <= 0:
         return float("nan")
-    return speed / baseline.samples_per_second
+    return speed / baseline.items_per_second
 
 
 def best_rows(rows: list[LoaderRow]) -> dict[str, LoaderRow]:
     best: dict[str, LoaderRow] = {}
     for row in rows:
-        if row.name not in best or row.samples_per_second > best[row.name].samples_per_second:
+        if row.name not in best or row.items_per_second > best[row.name].items_per_second:
             best[row.name] = row
     return best
 
 
 def loader_tables(rows: list[LoaderRow]) -> str:
     best = best_rows(rows)
-    baseline = next((r for n, r in best.items() if n.startswith("on-the-fly")), None)
+    baseline = baseline_row(best)
     lines = [
-        "| format | best samples/s | audio-s/s | parallelism | batch | transport | x on-the-fly |",
+        "| format | best items/s | audio-s/s | parallelism | batch | transport | x on-the-fly |",
         "|---|---:|---:|---|---:|---|---:|",
     ]
-    for row in sorted(best.values(), key=lambda r: -r.samples_per_second):
-        ratio = _ratio(row.samples_per_second, baseline)
+    for row in sorted(best.values(), key=lambda r: -r.items_per_second):
+        ratio = _ratio(row.items_per_second, baseline)
         lines.append(
-            f"| {row.name} | {row.samples_per_second:.0f} | {row.audio_seconds_per_second:.0f} "
+            f"| {row.name} | {row.items_per_second:,.0f} | {row.audio_seconds_per_second:,.0f} "
             f"| {row.parallelism} | {row.batch_size} | {row.dtype} | {ratio:.0f}x |"
         )
-    lines += ["", "Samples/s by parallelism (best batch size and transport for each):", ""]
+    lines += ["", "Items/s by parallelism (best batch size and transport for each):", ""]
     columns = sorted({(r.threads, r.workers, r.shared) for r in rows})
     names = [
-        f"{w} threads" if t else f"{w} workers" + (", shared slots" if s else "")
+        f"{w} threads" if t else workers_text(w) + (", shared slots" if s else "")
         for t, w, s in columns
     ]
     lines.append("| format | " + " | ".join(names) + " |")
@@ -212,35 +295,59 @@ def loader_tables(rows: list[LoaderRow]) -> str:
         cells = []
         for column in columns:
             found = [
-                r.samples_per_second
+                r.items_per_second
                 for r in rows
                 if r.name == name and (r.threads, r.workers, r.shared) == column
             ]
-            cells.append(f"{max(found):.0f}" if found else "-")
+            cells.append(f"{max(found):,.0f}" if found else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def recommendation(rows: list[LoaderRow], cpu_count: int) -> str:
-    """Plain words: which format, parallelism and batch size, and why, from this run."""
+def returns_line(row: LoaderRow, source: Source) -> str:
+    """What the recommended loader's batches hold."""
+    if source.returns != "audio":
+        return f'Its batches hold {source.returns} (`batch["mel"]`), float32.'
+    if row.dtype == "int16":
+        return (
+            'Its batches hold int16 audio (`batch["audio"]`, with `lengths`); '
+            "`loaders.to_device(batch, device)` makes it float32 on the device."
+        )
+    return 'Its batches hold float32 audio (`batch["audio"]`, with `lengths`).'
+
+
+def recommendation(
+    rows: list[LoaderRow],
+    cpu_count: int,
+    sources: dict[str, Source],
+    pin_memory: bool = False,
+    bold: bool = True,
+) -> tuple[str, str]:
+    """Plain words (which format, parallelism and batch size, and why, from this run) and
+    the code line that builds that loader."""
     best = best_rows(rows)
-    top = max(best.values(), key=lambda r: r.samples_per_second)
-    baseline = next((r for n, r in best.items() if n.startswith("on-the-fly")), None)
+    top = max(best.values(), key=lambda r: r.items_per_second)
+    baseline = baseline_row(best)
+
+    def b(text: object) -> str:
+        return f"**{text}**" if bold else str(text)
+
     lines = [
-        f"On this machine ({cpu_count} cores) train from **{top.name}** with "
-        f"**{top.parallelism}**, batch size **{top.batch_size}** and **{top.dtype}** transport: "
-        f"{top.samples_per_second:.0f} samples/s"
+        f"On this machine ({cpu_count} cores) train from {b(top.name)} with "
+        f"{b(top.parallelism)}, batch size {b(top.batch_size)} and {b(top.dtype)} transport: "
+        f"{top.items_per_second:,.0f} items/s"
         + (
-            f", {_ratio(top.samples_per_second, baseline):.0f}x decoding the original "
-            f"files on the fly ({baseline.samples_per_second:.0f} samples/s at best)."
+            f", {_ratio(top.items_per_second, baseline):.0f}x decoding the original "
+            f"files on the fly ({baseline.items_per_second:,.0f} items/s at best)."
             if baseline
             else "."
-        )
+        ),
+        returns_line(top, sources[top.name]),
     ]
 
     def fastest(name: str, with_workers: bool) -> float:
         speeds = [
-            r.samples_per_second
+            r.items_per_second
             for r in rows
             if r.name == name and not r.threads and (r.workers > 0) == with_workers
         ]
@@ -259,4 +366,4 @@ def recommendation(rows: list[LoaderRow], cpu_count: int) -> str:
             "(`batch_loader(..., shared_slots=True)`); the DataLoader's own hand-over, a "
             "fresh shared-memory segment per batch, is the column without them."
         )
-    return " ".join(lines)
+    return " ".join(lines), loader_code(top, sources[top.name], pin_memory)

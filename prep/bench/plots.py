@@ -1,10 +1,11 @@
-"""The report's plots (PNG): loader throughput by parallelism and by batch size (box plots,
-as in the wav2vec data-loading experiments), best throughput per format, data stall."""
+"""The report's plots (PNG): loader throughput by parallelism and by batch size, best
+throughput per format, data stall. Every bar carries its value, so small bars still read."""
 
 from __future__ import annotations
 
+import math
 import textwrap
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -15,22 +16,96 @@ import matplotlib.pyplot as plt  # noqa: E402
 from prep.bench.loader_bench import LoaderRow, best_rows  # noqa: E402
 from prep.bench.step_bench import StepRow  # noqa: E402
 
+PANEL_COLUMNS = 3
 
-def _box_by(rows: list[LoaderRow], key, title: str, path: Path) -> Path:
+
+def _parallelism_label(row: LoaderRow) -> str:
+    if row.threads:
+        return f"{row.workers} threads"
+    if row.workers == 0:
+        return "no workers"
+    word = "worker" if row.workers == 1 else "workers"
+    return f"{row.workers} {word}\n" + ("shared slots" if row.shared else "own hand-over")
+
+
+def _parallelism_order(row: LoaderRow) -> tuple:
+    return (row.threads, row.workers, not row.shared)
+
+
+def _bars_by(
+    rows: list[LoaderRow],
+    label: Callable[[LoaderRow], str],
+    order: Callable[[LoaderRow], tuple],
+    title: str,
+    path: Path,
+) -> Path | None:
+    """One panel per format, one bar per category (the best of the other settings), the
+    same linear y-scale in every panel. None when no panel would have two categories."""
     names = list(dict.fromkeys(r.name for r in rows))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        groups: dict[str, list[float]] = defaultdict(list)
+    panels: dict[str, dict[str, tuple[tuple, float]]] = {}
+    for name in names:
+        bars: dict[str, tuple[tuple, float]] = {}
         for r in rows:
             if r.name == name:
-                groups[key(r)].append(r.samples_per_second)
-        labels = sorted(groups, key=lambda k: (k.endswith("threads"), float(k.split()[0])))
-        ax.boxplot([groups[k] for k in labels], tick_labels=labels)
-        ax.set_title(name if len(name) < 28 else name[:26] + "…", fontsize=8)
-        ax.set_yscale("log")
-        ax.tick_params(axis="x", labelsize=7, rotation=45)
-    axes[0][0].set_ylabel("samples/s")
-    fig.suptitle(title)
+                key, speed = label(r), r.items_per_second
+                if key not in bars or speed > bars[key][1]:
+                    bars[key] = (order(r), speed)
+        panels[name] = bars
+    if all(len(bars) < 2 for bars in panels.values()):
+        return None
+    columns = min(PANEL_COLUMNS, len(names))
+    lines = math.ceil(len(names) / columns)
+    fig, axes = plt.subplots(
+        lines, columns, figsize=(4.4 * columns, 3.3 * lines), sharey=True, squeeze=False
+    )
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        bars = sorted(panels[name].items(), key=lambda kv: kv[1][0])
+        labels = [k for k, _ in bars]
+        speeds = [v for _, (_, v) in bars]
+        drawn = ax.bar(range(len(bars)), speeds, color="tab:blue")
+        ax.bar_label(drawn, [f"{v:,.0f}" for v in speeds], fontsize=7, padding=2)
+        ax.set_xticks(range(len(bars)), labels, fontsize=7)
+        ax.set_title(textwrap.fill(name, 34), fontsize=8)
+        ax.margins(y=0.15)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("items/s")
+    fig.suptitle(f"{title} (items/s, best of the other settings; same scale in every panel)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _best_by_format(rows: list[LoaderRow], path: Path) -> Path:
+    best = sorted(best_rows(rows).values(), key=lambda r: r.items_per_second)
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.5 * len(best)))
+    drawn = ax.barh([textwrap.fill(r.name, 40) for r in best], [r.items_per_second for r in best])
+    labels = [f"{r.items_per_second:,.0f} ({r.parallelism}, batch {r.batch_size})" for r in best]
+    ax.bar_label(drawn, labels, fontsize=8, padding=3)
+    ax.set_xscale("log")
+    speeds = [r.items_per_second for r in best]
+    ax.set_xlim(min(speeds) / 2, max(speeds) * 60)  # room for the labels on the log scale
+    ax.set_xlabel("items/s, log scale (best setting of each)")
+    ax.set_title("Best loader throughput by format")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _data_stall(rows: list[StepRow], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.55 * len(rows)))
+    labels = [textwrap.fill(f"{r.consumer}: {r.loader}", 52) for r in rows]
+    stalls = [100 * (r.stall or 0.0) for r in rows]
+    drawn = ax.barh(labels, stalls, color="tab:orange")
+    ax.bar_label(drawn, [r.stall_text for r in rows], fontsize=8, padding=3)
+    ax.invert_yaxis()  # the table's order, top to bottom
+    ax.set_xlim(0, 115)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("data stall, % of step time (1 - ideal / actual)")
+    ax.set_title("Training steps: time spent waiting for data")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -38,37 +113,24 @@ def _box_by(rows: list[LoaderRow], key, title: str, path: Path) -> Path:
 
 
 def plot_all(out: Path, loader_rows: list[LoaderRow], step_rows: list[StepRow]) -> list[Path]:
+    """Every plot the rows support; a plot with one category per panel is left out."""
     paths = [
-        _box_by(
+        _bars_by(
             loader_rows,
-            lambda r: r.parallelism,
+            _parallelism_label,
+            _parallelism_order,
             "Throughput by parallelism",
             out / "throughput_by_workers.png",
         ),
-        _box_by(
+        _bars_by(
             loader_rows,
             lambda r: str(r.batch_size),
+            lambda r: (r.batch_size,),
             "Throughput by batch size",
             out / "throughput_by_batch_size.png",
         ),
+        _best_by_format(loader_rows, out / "throughput_by_format.png"),
     ]
-    best = sorted(best_rows(loader_rows).values(), key=lambda r: r.samples_per_second)
-    fig, ax = plt.subplots(figsize=(10, 0.8 + 0.5 * len(best)))
-    ax.barh([textwrap.fill(r.name, 40) for r in best], [r.samples_per_second for r in best])
-    ax.set_xscale("log")
-    ax.set_xlabel("samples/s (best setting of each)")
-    fig.tight_layout()
-    fig.savefig(out / "throughput_by_format.png", dpi=110)
-    plt.close(fig)
-    paths.append(out / "throughput_by_format.png")
     if step_rows:
-        fig, ax = plt.subplots(figsize=(10, 0.8 + 0.6 * len(step_rows)))
-        labels = [textwrap.fill(f"{r.consumer}: {r.loader}", 48) for r in step_rows]
-        ax.barh(labels, [100 * r.stall for r in step_rows])
-        ax.set_xlabel("data stall, % of step time")
-        ax.set_xlim(0, 100)
-        fig.tight_layout()
-        fig.savefig(out / "data_stall.png", dpi=110)
-        plt.close(fig)
-        paths.append(out / "data_stall.png")
-    return paths
+        paths.append(_data_stall(step_rows, out / "data_stall.png"))
+    return [p for p in paths if p is not None]

@@ -7,27 +7,38 @@ import json
 import logging
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from loaders import ThreadedLoader, batch_loader
+from loaders import batch_loader
 from prep.bench.cache import describe, warm
-from prep.bench.convert_bench import ConvertRow, MemoryRow, measure_memory, measure_set
+from prep.bench.convert_bench import (
+    ConvertRow,
+    MemoryRow,
+    audio_seconds,
+    measure_memory,
+    measure_set,
+)
+from prep.bench.estimate import expected_line, expected_phases
 from prep.bench.loader_bench import (
-    WORKER_PREFETCH,
+    MEL_NAME,
     LoaderRow,
+    Source,
     best_rows,
+    build_loader,
     dataset_builders,
     loader_tables,
     measure_loaders,
     raw_ceiling,
     recommendation,
 )
+from prep.bench.options import BenchOptions
+from prep.bench.phases import Phase, PhaseClock
 from prep.bench.plots import plot_all
 from prep.bench.shard_bench import (
     ShardRow,
     ensure_converted,
-    ensure_shards,
     measure_shard,
     shard_table,
 )
@@ -39,48 +50,23 @@ from prep.bench.step_bench import (
     measure_steps,
     step_table,
 )
-from prep.democorpus import CorpusSpec, make_corpus, make_two_hour_file
+from prep.democorpus import (
+    CorpusSpec,
+    corpus_files,
+    corpus_ready,
+    make_corpus,
+    make_two_hour_file,
+)
 from prep.parallel import default_jobs
+from prep.sources import discover
 
 log = logging.getLogger(__name__)
 
 QUICK_CORPUS = CorpusSpec(
     clips=24, clip_seconds=(1.0, 3.0), long_per_codec=1, long_seconds=(20, 30)
 )
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    out: Path = Path("bench-results")
-    src: Path | None = None
-    mode: str = "default"  # quick | default | full
-    jobs: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    cold: bool = False  # drop the files' cached pages before each timed run
-
-    def resolved_device(self) -> str:
-        import torch
-
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
-
-    @property
-    def steps(self) -> int:
-        return {"quick": 4, "default": 15, "full": 40}[self.mode]
-
-    @property
-    def repeats(self) -> int:
-        return {"quick": 1, "default": 2, "full": 3}[self.mode]
-
-    def loader_grid(self) -> tuple[list[int], list[int], float]:
-        """DataLoader workers, batch sizes, and seconds per timed configuration."""
-        cores = default_jobs()
-        if self.mode == "quick":
-            return [0, 2], [8], 0.3
-        if self.mode == "full":
-            return list(range(0, cores + 3)), [1, 8, 32, 64], 2.0
-        return sorted({0, 1, cores}), [1, 8, 32], 1.0
+QUICK_NOTE = "quick mode: a smoke test of the bench, not figures to act on"
+PLOTS = ("throughput_by_workers", "throughput_by_batch_size", "throughput_by_format", "data_stall")
 
 
 def _machine(device: str) -> dict:
@@ -97,17 +83,30 @@ def _machine(device: str) -> dict:
     }
 
 
-def _sets(options: BenchOptions) -> tuple[list[tuple[str, Path]], Path | None, Path]:
-    """The sets to measure, the long file for the memory check, and the corpus root."""
+def _sets(
+    options: BenchOptions, clock: PhaseClock
+) -> tuple[list[tuple[str, Path]], Path | None, Path]:
+    """The sets to measure, the long file for the memory check, and the corpus root;
+    logs how long the whole run should take before the first of it."""
     if options.src is not None:
+        paths = [s.path for s in discover(options.src)]
+        phases = expected_phases(options, audio_seconds(paths), 0.0, generate=False)
+        log.info("%s", expected_line(phases))
         return [("your audio", options.src)], None, options.src
     corpus_root = options.out / "corpus"
-    spec = QUICK_CORPUS if options.mode == "quick" else CorpusSpec()
+    spec = QUICK_CORPUS if options.quick else CorpusSpec()
+    seconds = 120.0 if options.quick else 7200.0
+    long_name = "quick-2min.mp3" if options.quick else "two-hours.mp3"
+    long_file = options.out / "corpus-long" / long_name
+    files = corpus_files(corpus_root, spec)
+    ready = corpus_ready(corpus_root, spec) and long_file.exists()
+    audio = sum(f.seconds for f in files)
+    log.info("%s", expected_line(expected_phases(options, audio, seconds, generate=not ready)))
     log.info("demo corpus: %s (generated once, then reused)", corpus_root)
-    make_corpus(corpus_root, spec, options.jobs)
-    seconds = 120.0 if options.mode == "quick" else 7200.0
-    long_name = "quick-2min.mp3" if options.mode == "quick" else "two-hours.mp3"
-    long_file = make_two_hour_file(options.out / "corpus-long" / long_name, seconds)
+    with clock.phase("generate demo corpus"):  # the long file in the same pool
+        make_corpus(
+            corpus_root, spec, options.jobs, also=[partial(make_two_hour_file, long_file, seconds)]
+        )
     sets = [("clips", corpus_root / "clips")]
     sets += [(f"long {codec}", corpus_root / "long" / codec) for codec in ("mp3", "ogg", "flac")]
     return sets, long_file, corpus_root
@@ -124,51 +123,46 @@ class BenchResults:
     ceiling: float
     steps: list[StepRow]
     device: str
+    sources: dict[str, Source]
+    phases: list[Phase] = field(default_factory=list)
 
 
 def write_results(out: Path, results: BenchResults) -> None:
-    """``results.csv``: one row per measured figure, each with the machine's description."""
-    convert_rows, memory_rows, shard_rows = results.convert, results.memory, results.shard
-    loader_rows, ceiling, step_rows = results.loader, results.ceiling, results.steps
+    """``results.csv``: one row per measured figure, each with the machine's description.
+
+    Loader speeds are items (segments) per second, ``items_per_s``; a step whose fed time
+    was not above its ideal time has ``within noise`` as its stall."""
     machine = _machine(results.device)
     records: list[tuple] = []
-    for row in convert_rows:
-        records += [
-            ("convert", row.name, "prep convert", "x_real_time", f"{row.prep_speed:.1f}"),
-            ("convert", row.name, "ffmpeg per file", "x_real_time", f"{row.ffmpeg_speed:.1f}"),
-            (
-                "convert",
-                row.name,
-                "decode only, one core",
-                "x_real_time",
-                f"{row.decode_only_speed:.1f}",
-            ),
-        ]
-    for mem in memory_rows:
+    for row in results.convert:
+        for method, speed in (
+            ("prep convert", row.prep_speed),
+            ("ffmpeg per file", row.ffmpeg_speed),
+            ("decode only, one core", row.decode_only_speed),
+        ):
+            records.append(("convert", row.name, method, "x_real_time", f"{speed:.1f}"))
+    for mem in results.memory:
         hours = f"{mem.audio_seconds / 3600:.2f} h file"
         records.append(("memory", hours, mem.name, "peak_rss_mb", f"{mem.peak_rss_mb:.0f}"))
-    for row in shard_rows:
+    for row in results.shard:
         records.append(("shard", "converted set", row.name, "seconds", f"{row.seconds:.2f}"))
         records.append(("shard", "converted set", row.name, "disk_bytes", row.disk_bytes))
-    for r in loader_rows:
+    for r in results.loader:
         method = f"{r.parallelism}, batch {r.batch_size}, {r.dtype}"
-        records.append(("loader", r.name, method, "samples_per_s", f"{r.samples_per_second:.1f}"))
+        records.append(("loader", r.name, method, "items_per_s", f"{r.items_per_second:.1f}"))
         records.append(
             ("loader", r.name, method, "audio_seconds_per_s", f"{r.audio_seconds_per_second:.1f}")
         )
-    records.append(
-        (
-            "loader",
-            "page-cache ceiling",
-            "numpy fancy index, batch 32",
-            "samples_per_s",
-            f"{ceiling:.1f}",
-        )
-    )
-    for r in step_rows:
+    ceiling = ("loader", "page-cache ceiling", "numpy fancy index, batch 32", "items_per_s")
+    records.append((*ceiling, f"{results.ceiling:.1f}"))
+    for r in results.steps:
+        stall = "within noise" if r.stall is None else f"{100 * r.stall:.1f}"
         records.append(("step", r.consumer, r.loader, "ideal_ms", f"{r.ideal_ms:.2f}"))
         records.append(("step", r.consumer, r.loader, "actual_ms", f"{r.actual_ms:.2f}"))
-        records.append(("step", r.consumer, r.loader, "stall_percent", f"{100 * r.stall:.1f}"))
+        records.append(("step", r.consumer, r.loader, "stall_percent", stall))
+    for p in results.phases:
+        records.append(("bench", p.name, "this run", "wall_seconds", f"{p.wall_seconds:.1f}"))
+        records.append(("bench", p.name, "this run", "cpu_seconds", f"{p.cpu_seconds:.1f}"))
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["step", "set", "method", "metric", "value", *machine])
@@ -176,50 +170,95 @@ def write_results(out: Path, results: BenchResults) -> None:
             writer.writerow([*record, *machine.values()])
 
 
-def convert_table(rows: list[ConvertRow], jobs: int) -> str:
+def convert_table(rows: list[ConvertRow], jobs: int, quick: bool) -> str:
     lines = [
         f"| set | files | audio | prep convert -j {jobs} | ffmpeg per file, {jobs} at a time "
         "| prep / ffmpeg | decode only, one core |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        ratio = f"{r.ratio:.2f}x"
+        if quick:  # a fraction of a second of start-up against seconds of audio work
+            ratio = f"not measured: {r.audio_seconds / 60:.1f} min of audio, start-up dominates"
         lines.append(
             f"| {r.name} | {r.files} | {r.audio_seconds / 60:.1f} min | {r.prep_speed:.0f}x "
-            f"| {r.ffmpeg_speed:.0f}x | **{r.ratio:.2f}x** | {r.decode_only_speed:.0f}x |"
+            f"| {r.ffmpeg_speed:.0f}x | {ratio} | {r.decode_only_speed:.0f}x |"
         )
     return "\n".join(lines)
 
 
-def memory_table(rows: list[MemoryRow]) -> str:
+def memory_table(rows: list[MemoryRow], quick: bool) -> str:
     if not rows:
         return "(no long file measured)"
     lines = ["| method | file | peak RSS |", "|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.name} | {r.audio_seconds / 3600:.2f} h | {r.peak_rss_mb:.0f} MB |")
+        rss = f"{r.peak_rss_mb:.0f} MB"
+        if quick:  # a whole-file read grows with the file; a short file hides it
+            minutes = r.audio_seconds / 60
+            rss += f" (not measured: a {minutes:.0f}-minute file says nothing of 2 hours)"
+        lines.append(f"| {r.name} | {r.audio_seconds / 3600:.2f} h | {rss} |")
     return "\n".join(lines)
 
 
+def phase_table(phases: list[Phase]) -> str:
+    lines = ["| phase | wall | CPU (all cores, children included) |", "|---|---:|---:|"]
+    for p in phases:
+        lines.append(f"| {p.name} | {p.wall_seconds:.0f} s | {p.cpu_seconds:.0f} s |")
+    wall = sum(p.wall_seconds for p in phases)
+    cpu = sum(p.cpu_seconds for p in phases)
+    lines.append(f"| total | {wall:.0f} s | {cpu:.0f} s |")
+    return "\n".join(lines)
+
+
+def recommendation_block(options: BenchOptions, results: BenchResults) -> str:
+    """The recommendation in words, then the code that builds its loader."""
+    words, code = recommendation(
+        results.loader,
+        default_jobs(),
+        results.sources,
+        pin_memory=results.device.startswith("cuda"),
+        bold=not options.quick,
+    )
+    lead = f"{QUICK_NOTE}. " if options.quick else ""
+    return f"{lead}{words}\n\n```python\n{code}\n```"
+
+
 def write_report(out: Path, options: BenchOptions, results: BenchResults) -> Path:
-    convert_rows, memory_rows, shard_rows = results.convert, results.memory, results.shard
-    loader_rows, ceiling, step_rows = results.loader, results.ceiling, results.steps
     machine = _machine(results.device)
     jobs = options.jobs or default_jobs()
-    top = max(best_rows(loader_rows).values(), key=lambda r: r.samples_per_second)
-    text = f"""# audioprep benchmark
+    top = max(best_rows(results.loader).values(), key=lambda r: r.items_per_second)
+    workers, batch_sizes, seconds = options.loader_grid()
+    segment = f"{options.segment_seconds:g} s"
 
+    def image(name: str, alt: str) -> str:
+        return f"![{alt}]({name}.png)" if (out / f"{name}.png").exists() else ""
+
+    header = f"\n> {QUICK_NOTE}.\n" if options.quick else ""
+    shard_note = ""
+    if options.quick:
+        shard_note = (
+            "\nQuick mode leaves out the runs from the original audio (five more processes)."
+        )
+    if options.repeats == 1:
+        runs = "Each method ran once."
+    else:
+        runs = f"Each method ran {options.repeats} times, alternated, median shown."
+    text = f"""# audioprep benchmark
+{header}
 ## Recommendation
 
-{recommendation(loader_rows, machine["cpu_count"])}
+{recommendation_block(options, results)}
 
 Machine: {machine["cpu_count"]} cores ({machine["machine"]}), Python {machine["python"]},
 torch {machine["torch"]}, device {machine["device"]}.
-Mode: {options.mode}; every figure below comes from this run. Page cache: {describe(options.cold)}.
-Each method ran {options.repeats} time(s), alternated, median shown.
-Speeds are audio-seconds converted per wall-second ("x real time").
+Mode: {options.mode.value}; every figure below comes from this run. Page cache:
+{describe(options.cold)}. {runs}
+Convert speeds are audio-seconds per wall-second ("x real time"); loader speeds are items
+(segments of {segment}) per second.
 
 ## Convert: `prep convert` against one ffmpeg process per file
 
-{convert_table(convert_rows, jobs)}
+{convert_table(results.convert, jobs, options.quick)}
 
 The ffmpeg side runs `ffmpeg -i IN -ac 1 -ar 16000 -sample_fmt s16 OUT.wav` once per file,
 {jobs} at a time. "decode only" is decoding alone on one core, by the decoder prep picks
@@ -228,43 +267,54 @@ ceiling for in-process decoding.
 
 ## Peak memory converting one long file
 
-{memory_table(memory_rows)}
+{memory_table(results.memory, options.quick)}
 
-## Shard: each training format from the converted set (5 s segments)
+## Shard: each training format from the converted set ({segment} segments)
 
-{shard_table(shard_rows)}
+{shard_table(results.shard)}
 
 Each line is one `prep shard` process, torch import included where mel is computed.
 "4 audio formats" are segments, webdataset, hdf5 and memmap: the same bytes whether
-written by one call (each source decoded once) or by one call each (decoded four times).
+written by one call (each source decoded once) or by one call each (decoded four times).{shard_note}
 
-## Loaders: samples per second, 5 s segments at 16 kHz
+## Loaders: items per second, {segment} segments at 16 kHz
 
-{loader_tables(loader_rows)}
+{loader_tables(results.loader)}
 
 Every loader reads the same segments (the on-the-fly baseline decodes the original files
-they came from and crops 5 s). Timing starts after each loader's first batch (worker
-start-up and warm-up are not counted); page cache as stated above. Memmap and HDF5 are read a
-batch at a time (`loaders.batch_loader`); "int16" transport hands the batch over as int16,
+they came from and crops {segment}) in shuffled order. No workers and
+{max(workers)} workers at batch sizes {", ".join(map(str, batch_sizes))}; the other worker
+counts ({", ".join(map(str, workers))} in all), threads, the DataLoader's own hand-over and
+the float32 transport of sets that also have int16 at batch {max(batch_sizes)}; up to
+{seconds:g} s per setting. Timing starts after each loader's first batch (worker start-up
+and warm-up are not counted); page cache as stated above. Memmap and HDF5 are read a batch
+at a time (`loaders.batch_loader`); HDF5 and webdataset are written without mel and opened
+with `with_mel=False` (audio only); "int16" transport hands the batch over as int16,
 and its conversion to float32 is the device's step. The raw ceiling, numpy reading the
-same bytes from page cache in random batches of 32, is {ceiling:.0f} samples/s: the best
-loader reaches {100 * top.samples_per_second / ceiling:.0f}% of it.
+same bytes from page cache in random batches of 32, is {results.ceiling:,.0f} items/s: the
+best loader reaches {100 * top.items_per_second / results.ceiling:.0f}% of it.
 
-![throughput by format](throughput_by_format.png)
-![throughput by workers](throughput_by_workers.png)
-![throughput by batch size](throughput_by_batch_size.png)
+{image("throughput_by_format", "throughput by format")}
+{image("throughput_by_workers", "throughput by workers")}
+{image("throughput_by_batch_size", "throughput by batch size")}
 
 ## Training steps: how much of each step waits for data
 
-{step_table(step_rows)}
+{step_table(results.steps)}
 
-Device: {options.resolved_device()}. Batch 32; each loader at its best setting above.
-"Ideal" is the same step with the batch (and its features) already in device memory;
-data stall = 1 - ideal / actual. The autoencoder (80,000 -> 13 -> 80,000, about 2.1 M
-parameters) keeps the model cheap, so stalls show; the classifier needs log-mel, made
-ahead of time, after batching on the device, or per item in CPU workers.
+Device: {results.device}. Batch {options.step_batch}, {options.steps} timed steps; each
+loader at its best setting above. "Ideal" is the same step with the batch (and its
+features) already in device memory; data stall = 1 - ideal / actual. Where the fed step
+was no slower than the ideal one the difference is timing noise, written "within noise",
+not 0%. The autoencoder (segment -> 13 -> segment samples) keeps the model cheap, so
+stalls show; the classifier needs log-mel, made ahead of time, after batching on the
+device, or per item in CPU workers.
 
-![data stall](data_stall.png)
+{image("data_stall", "data stall")}
+
+## Where the bench's time went
+
+{phase_table(results.phases)}
 """
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
@@ -272,97 +322,109 @@ ahead of time, after batching on the device, or per item in CPU workers.
 
 
 def run_bench(options: BenchOptions) -> tuple[Path, str]:
-    """Run every measurement; return the report's path and a short table for the terminal."""
+    """Run every measurement; return the report's path and a short text for the terminal."""
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or default_jobs()
-    sets, long_file, corpus_root = _sets(options)
+    clock = PhaseClock()
+    sets, long_file, corpus_root = _sets(options, clock)
     work = out / "work"
     convert_rows = []
-    for name, root in sets:
-        log.info("measuring convert: %s", name)
-        convert_rows.append(measure_set(name, root, work, jobs, options.repeats, options.cold))
+    with clock.phase("convert"):
+        for name, root in sets:
+            log.info("measuring convert: %s", name)
+            convert_rows.append(measure_set(name, root, work, jobs, options.repeats, options.cold))
     memory_rows = []
     if long_file is not None:
         log.info("measuring peak memory on %s", long_file.name)
-        memory_rows = measure_memory(long_file, work)
+        with clock.phase("peak memory"):
+            memory_rows = measure_memory(long_file, work, jobs)
     log.info("measuring shard formats")
-    converted = ensure_converted(corpus_root, out / "converted", jobs)
-    shard_rows = measure_shard(converted, corpus_root, work / "shard", jobs)
+    with clock.phase("convert set for shard"):
+        converted = ensure_converted(corpus_root, out / "converted", jobs)
+    with clock.phase("shard"):
+        shard_rows = measure_shard(
+            converted,
+            corpus_root,
+            work / "shard",
+            jobs,
+            options.segment,
+            keep=out / "shards",
+            from_original=not options.quick,  # five more process start-ups: not a smoke test's
+        )
     shutil.rmtree(work, ignore_errors=True)
     device = options.resolved_device()
     log.info("measuring loaders")
-    shards = ensure_shards(converted, out / "shards", jobs)
+    shards = out / "shards"  # the shard phase's own runs, from the converted set
     originals = corpus_root / "clips" if (corpus_root / "clips").exists() else corpus_root
+    sources = dataset_builders(shards, originals, options.segment_seconds)
     workers, batch_sizes, seconds = options.loader_grid()
-    if not options.cold:
-        warm(shards, originals)
-    loader_rows = measure_loaders(
-        dataset_builders(shards, originals),
-        workers,
-        batch_sizes,
-        options.repeats,
-        device=device,
-        max_seconds=seconds,
-        cold_roots=(shards, originals) if options.cold else (),
-    )
-    ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
+    with clock.phase("loaders"):
+        if not options.cold:
+            warm(shards, originals)
+        loader_rows = measure_loaders(
+            sources,
+            workers,
+            batch_sizes,
+            options.repeats,
+            device=device,
+            max_seconds=seconds,
+            cold_roots=(shards, originals) if options.cold else (),
+        )
+        ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
     log.info("measuring training steps")
-    step_rows = measure_training(shards, originals, loader_rows, device, options.steps)
+    with clock.phase("training steps"):
+        step_rows = measure_training(
+            shards, sources, loader_rows, device, options.steps, options.step_batch
+        )
     results = BenchResults(
-        convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows, device
+        convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows, device, sources
     )
-    plot_all(out, loader_rows, step_rows)
+    with clock.phase("plots"):
+        for name in PLOTS:  # a plot this run does not draw must not survive from an older one
+            (out / f"{name}.png").unlink(missing_ok=True)
+        plot_all(out, loader_rows, step_rows)
+    results.phases = clock.phases
     write_results(out, results)
     report = write_report(out, options, results)
     summary = loader_tables(loader_rows).split("\n\n")[0]
-    return report, summary + "\n\n" + recommendation(loader_rows, default_jobs())
-
-
-def _loader_for(row: LoaderRow, dataset, batch_size: int = 32):
-    """The loader a sweep row describes, at the training batch size."""
-    if row.threads:
-        return ThreadedLoader(
-            dataset, batch_size, num_threads=row.workers, prefetch=4, shuffle=True
-        )
-    return batch_loader(
-        dataset,
-        batch_size,
-        shuffle=True,
-        shared_slots=row.shared,
-        num_workers=row.workers,
-        prefetch_factor=WORKER_PREFETCH if row.workers else None,
-        persistent_workers=row.workers > 0,  # a new epoch must not fork workers again
-    )
+    lead = f"{QUICK_NOTE}\n\n" if options.quick else ""
+    return report, lead + summary + "\n\n" + recommendation_block(options, results)
 
 
 def measure_training(
-    shards: Path, originals: Path, loader_rows: list[LoaderRow], device: str, steps: int
+    shards: Path,
+    sources: dict[str, Source],
+    loader_rows: list[LoaderRow],
+    device: str,
+    steps: int,
+    batch_size: int = 32,
 ) -> list[StepRow]:
-    """Both consumers, each loader at its best setting from the sweep, batch 32."""
+    """Both consumers, each loader at its best setting from the sweep, at ``batch_size``."""
     best = best_rows(loader_rows)
-    builders = dataset_builders(shards, originals)
+    pin = device.startswith("cuda")
     fmt = json.loads((shards / "mel" / "format.json").read_text(encoding="utf-8"))
+
+    def loader(row: LoaderRow):
+        return build_loader(row, sources[row.name](row.dtype), batch_size, pin)
+
     audio = {
-        f"{name} ({row.parallelism}, {row.dtype})": _loader_for(row, builders[name](row.dtype))
+        f"{name} ({row.parallelism}, {row.dtype})": loader(row)
         for name, row in best.items()
-        if not name.startswith("mel")
+        if name != MEL_NAME
     }
     segment = fmt["segment_samples"]
     rows = measure_steps(
         "linear autoencoder", lambda: LinearAutoencoder(segment), audio, device, steps
     )
-    mel_name = "mel (precomputed .npy)"
-    mel_row, memmap_row = best[mel_name], best["memmap"]
+    mel_row, memmap_row = best[MEL_NAME], best["memmap"]
     after_batching = f"memmap, mel after batching on {device}"
     mel_loaders = {
-        f"precomputed mel ({mel_row.parallelism})": _loader_for(
-            mel_row, builders[mel_name]("float32")
-        ),
-        after_batching: _loader_for(memmap_row, builders["memmap"](memmap_row.dtype)),
+        f"precomputed mel ({mel_row.parallelism})": loader(mel_row),
+        after_batching: loader(memmap_row),
         f"memmap, CPU mel in {default_jobs()} workers": batch_loader(
-            MelInWorkers(builders["memmap"]("float32"), fmt["mel"]),
-            32,
+            MelInWorkers(sources["memmap"]("float32"), fmt["mel"]),
+            batch_size,
             shuffle=True,
             num_workers=default_jobs(),
             prefetch_factor=4,

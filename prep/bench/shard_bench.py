@@ -52,13 +52,6 @@ def _shard_command(src: Path, out: Path, formats: tuple[str, ...], segment: str,
     )
 
 
-def ensure_shards(converted: Path, out: Path, jobs: int, segment: str = "5s") -> Path:
-    """The converted set in every format, kept for the loader benchmark (reruns skip it)."""
-    command = _shard_command(converted, out, FORMATS, segment, jobs)
-    subprocess.run(command, check=True, capture_output=True)
-    return out
-
-
 def _run_shard(src: Path, out: Path, formats: tuple[str, ...], segment: str, jobs: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
@@ -71,38 +64,68 @@ def _run_shard(src: Path, out: Path, formats: tuple[str, ...], segment: str, job
 AUDIO_FORMATS = tuple(n for n in FORMATS if not get_writer(n).computes_mel)  # same bytes
 
 
-def _together_vs_separately(
-    label: str, src: Path, work: Path, jobs: int, segment: str, wav_bytes: int
-) -> list[ShardRow]:
-    """The audio formats (same bytes either way) in one call, then one call each."""
-    together = _run_shard(src, work / "together", AUDIO_FORMATS, segment, jobs)
-    together_bytes = folder_bytes(work / "together")
-    separately, separate_bytes = 0.0, 0
-    for name in AUDIO_FORMATS:
-        separately += _run_shard(src, work / name, (name,), segment, jobs)
-        separate_bytes += folder_bytes(work / name / name)
-        shutil.rmtree(work / name, ignore_errors=True)
+def _together(label: str, src: Path, work: Path, jobs: int, segment: str, wav_bytes: int):
+    """The audio formats (the same bytes either way) written by one call."""
+    seconds = _run_shard(src, work / "together", AUDIO_FORMATS, segment, jobs)
+    disk = folder_bytes(work / "together")
     shutil.rmtree(work / "together", ignore_errors=True)
-    audio = f"{len(AUDIO_FORMATS)} audio formats"
-    return [
-        ShardRow(f"{audio}, one call, from {label}", together, together_bytes, wav_bytes),
-        ShardRow(f"{audio}, one call each, from {label}", separately, separate_bytes, wav_bytes),
-    ]
+    return ShardRow(
+        f"{len(AUDIO_FORMATS)} audio formats, one call, from {label}", seconds, disk, wav_bytes
+    )
+
+
+def _separately(label: str, rows: list[ShardRow], wav_bytes: int) -> ShardRow:
+    """The audio formats written by one call each: the sum of their own rows."""
+    seconds = sum(r.seconds for r in rows)
+    disk = sum(r.disk_bytes for r in rows)
+    name = f"{len(AUDIO_FORMATS)} audio formats, one call each, from {label}"
+    return ShardRow(name, seconds, disk, wav_bytes)
+
+
+def _each_format(
+    src: Path, work: Path, formats: tuple[str, ...], jobs: int, segment: str, wav_bytes: int
+) -> list[ShardRow]:
+    """One ``prep shard`` call per format; each format's folder is left in ``work``."""
+    rows = []
+    for name in formats:
+        seconds = _run_shard(src, work / name, (name,), segment, jobs)
+        rows.append(ShardRow(name, seconds, folder_bytes(work / name / name), wav_bytes))
+    return rows
 
 
 def measure_shard(
-    converted: Path, original: Path, work: Path, jobs: int, segment: str = "5s"
+    converted: Path,
+    original: Path,
+    work: Path,
+    jobs: int,
+    segment: str = "5s",
+    keep: Path | None = None,
+    from_original: bool = True,
 ) -> list[ShardRow]:
     """One row per format from the converted set, then the audio formats in one call
-    against one call each, from the converted set and from the original files."""
+    against one call each, from the converted set and from the original files.
+
+    From the converted set, "one call each" is the sum of the format rows (the same
+    runs); with ``keep``, those runs' format folders are moved there: the converted set
+    in every format, each written alone (HDF5 and webdataset hold audio only). Without
+    ``from_original`` (quick mode), the runs from the original files are left out."""
     wav_bytes = folder_bytes(converted) - sum(p.stat().st_size for p in converted.glob("*.jsonl"))
-    rows = []
-    for name in FORMATS:
-        seconds = _run_shard(converted, work / name, (name,), segment, jobs)
-        rows.append(ShardRow(name, seconds, folder_bytes(work / name / name), wav_bytes))
-        shutil.rmtree(work / name, ignore_errors=True)
-    rows += _together_vs_separately("converted WAV", converted, work, jobs, segment, wav_bytes)
-    rows += _together_vs_separately("original audio", original, work, jobs, segment, wav_bytes)
+    rows = _each_format(converted, work / "converted", FORMATS, jobs, segment, wav_bytes)
+    audio_rows = [r for r in rows if r.name in AUDIO_FORMATS]
+    rows.append(_together("converted WAV", converted, work, jobs, segment, wav_bytes))
+    rows.append(_separately("converted WAV", audio_rows, wav_bytes))
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for name in FORMATS:
+            shutil.rmtree(keep / name, ignore_errors=True)
+            (work / "converted" / name / name).rename(keep / name)
+    shutil.rmtree(work / "converted", ignore_errors=True)
+    if not from_original:
+        return rows
+    each = _each_format(original, work / "original", AUDIO_FORMATS, jobs, segment, 0)
+    shutil.rmtree(work / "original", ignore_errors=True)
+    rows.append(_together("original audio", original, work, jobs, segment, wav_bytes))
+    rows.append(_separately("original audio", each, wav_bytes))
     return rows
 
 

@@ -82,8 +82,17 @@ class StepRow:
     actual_ms: float
 
     @property
-    def stall(self) -> float:
-        return max(0.0, 1.0 - self.ideal_ms / self.actual_ms)
+    def stall(self) -> float | None:
+        """The share of the fed step spent waiting for data; None when the fed step was
+        not slower than the ideal one, where the difference is timing noise, not 0%."""
+        if self.actual_ms <= self.ideal_ms:
+            return None
+        return 1.0 - self.ideal_ms / self.actual_ms
+
+    @property
+    def stall_text(self) -> str:
+        stall = self.stall
+        return "within noise (ideal >= actual)" if stall is None else f"{100 * stall:.0f}%"
 
 
 def _prepare(batch: dict, device: str, mel: LogMel | None) -> dict:
@@ -104,40 +113,62 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def ideal_step_ms(model, optimizer, ready: dict, steps: int, device: str) -> float:
-    """Step time with the batch already in memory on the device, features included."""
-    for _ in range(2):
-        _train(model, optimizer, ready)
+ROUNDS = 3
+"""Ideal and fed steps alternate in this many rounds, so a slow spell of a shared machine
+hits both sides rather than one."""
+
+
+def _timed_steps(train_one, steps: int, device: str) -> float:
     _sync(device)
     started = time.perf_counter()
     for _ in range(steps):
-        _train(model, optimizer, ready)
+        train_one()
     _sync(device)
-    return (time.perf_counter() - started) / steps * 1000
+    return time.perf_counter() - started
 
 
-def fed_step_ms(
-    model, optimizer, loader: Iterable, device: str, mel: LogMel | None, steps: int
-) -> float:
-    """Step time fed by ``loader``, after two warm-up steps, over as many epochs as needed."""
-    batches = iter(loader)
+class _Batches:
+    """Batches from ``loader`` without end: a new epoch where one runs out."""
 
-    def next_batch() -> dict:
-        nonlocal batches
-        batch = next(batches, None)
+    def __init__(self, loader: Iterable) -> None:
+        self.loader, self.batches = loader, iter(loader)
+
+    def next(self) -> dict:
+        batch = next(self.batches, None)
         if batch is None:
-            batches = iter(loader)
-            batch = next(batches)
+            self.batches = iter(self.loader)
+            batch = next(self.batches)
         return batch
 
+
+def step_times_ms(
+    model, optimizer, loader: Iterable, device: str, mel: LogMel | None, steps: int
+) -> tuple[float, float]:
+    """(ideal, fed) step time in ms. Ideal: the step with the loader's first batch (and any
+    mel the step computes) already in device memory. Fed: each step takes the loader's next
+    batch, over as many epochs as needed. Both warm up for two steps, then alternate in
+    :data:`ROUNDS` rounds of about ``steps / ROUNDS`` steps each."""
+    batches = _Batches(loader)
+    ready = _prepare(batches.next(), device, mel)
+    # a batch from shared slots is a view the loader refills: keep a copy of our own
+    ready = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in ready.items()}
+
+    def ideal() -> None:
+        _train(model, optimizer, ready)
+
+    def fed() -> None:
+        _train(model, optimizer, _prepare(batches.next(), device, mel))
+
     for _ in range(2):
-        _train(model, optimizer, _prepare(next_batch(), device, mel))
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        _train(model, optimizer, _prepare(next_batch(), device, mel))
-    _sync(device)
-    return (time.perf_counter() - started) / steps * 1000
+        ideal()
+        fed()
+    rounds = max(1, min(ROUNDS, steps))
+    per_round = [steps // rounds + (i < steps % rounds) for i in range(rounds)]
+    ideal_s = fed_s = 0.0
+    for n in per_round:
+        ideal_s += _timed_steps(ideal, n, device)
+        fed_s += _timed_steps(fed, n, device)
+    return ideal_s / steps * 1000, fed_s / steps * 1000
 
 
 def measure_steps(
@@ -149,7 +180,7 @@ def measure_steps(
     mel: dict | None = None,
     mel_after_batching: set[str] = frozenset(),
 ) -> list[StepRow]:
-    """One row per loader; the ideal step is timed on a batch from the first loader."""
+    """One row per loader, each with its own model and its own ideal step."""
     rows = []
     mel_module = LogMel(**mel).to(device) if mel else None
     for name, loader in loaders.items():
@@ -157,10 +188,7 @@ def measure_steps(
         model = make_model().to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
         step_mel = mel_module if name in mel_after_batching else None
-        # the ideal has the batch, and any mel the step computes, already in device memory
-        ready = _prepare(next(iter(loader)), device, step_mel)
-        ideal = ideal_step_ms(model, optimizer, ready, steps, device)
-        actual = fed_step_ms(model, optimizer, loader, device, step_mel, steps)
+        ideal, actual = step_times_ms(model, optimizer, loader, device, step_mel, steps)
         rows.append(StepRow(consumer, name, ideal, actual))
     return rows
 
@@ -173,6 +201,6 @@ def step_table(rows: list[StepRow]) -> str:
     for r in rows:
         lines.append(
             f"| {r.consumer} | {r.loader} | {r.ideal_ms:.1f} ms | {r.actual_ms:.1f} ms "
-            f"| {100 * r.stall:.0f}% |"
+            f"| {r.stall_text} |"
         )
     return "\n".join(lines)

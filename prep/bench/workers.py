@@ -24,7 +24,7 @@ FORMATS = {  # name in the sweep -> transport
 
 
 def compare(shards: Path, originals: Path, repeats: int = 5, seconds: float = 1.0) -> str:
-    """A markdown table: samples/s by worker count, and 2 workers as a ratio to none."""
+    """A markdown table: items/s by worker count, and 2 workers as a ratio to none."""
     from loaders import batch_loader
 
     builders = dataset_builders(shards, originals)

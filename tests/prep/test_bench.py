@@ -1,20 +1,57 @@
-"""prep bench --quick: every output exists and is well-formed (not the speed)."""
+"""prep bench: every output exists and is well-formed and honest (not the speed)."""
 
 from __future__ import annotations
 
 import csv
+import re
+from pathlib import Path
 
 import pytest
 from helpers import make_file, run_prep
+from torch.utils.data import IterableDataset
+
+from prep.bench.convert_bench import ConvertRow, MemoryRow
+from prep.bench.loader_bench import (
+    MEL_NAME,
+    LoaderRow,
+    Source,
+    dataset_builders,
+    loader_code,
+    loader_plan,
+)
+from prep.bench.options import BenchOptions
+from prep.bench.phases import Phase
+from prep.bench.plots import plot_all
+from prep.bench.run import QUICK_NOTE, BenchResults, write_report, write_results
+from prep.bench.shard_bench import ShardRow
+from prep.bench.step_bench import StepRow, step_table
 
 pytestmark = pytest.mark.bench
 
 
+def _code_block(text: str) -> str:
+    match = re.search(r"```python\n(.*?)\n```", text, re.S)
+    assert match, text
+    return match.group(1)
+
+
+def _first_batch(code: str) -> dict:
+    namespace: dict = {}
+    exec(code, namespace)
+    return next(iter(namespace["loader"]))
+
+
 def test_quick_bench_writes_results_and_report(tmp_path):
     out = tmp_path / "bench"
-    proc = run_prep("bench", "--quick", "--out", str(out), "-q", check=True)
+    proc = run_prep("bench", "--quick", "--out", str(out), check=True)
+    assert "about" in proc.stderr and "minute" in proc.stderr  # the estimate, at the start
     assert f"report: {out / 'report.md'}" in proc.stdout
-    assert "train from **" in proc.stdout and "| format | best samples/s |" in proc.stdout
+    assert proc.stdout.startswith(QUICK_NOTE)
+    assert "train from " in proc.stdout and "| format | best items/s |" in proc.stdout
+    code = _code_block(proc.stdout)  # the printed recommendation runs as it is
+    assert str(out / "shards") in code
+    batch = _first_batch(code)
+    assert len(batch["key"]) == 8
     with open(out / "results.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     convert_rows = [r for r in rows if r["step"] == "convert"]
@@ -26,6 +63,7 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     }
     assert all(int(r["cpu_count"]) >= 1 and r["torch"] and r["device"] for r in rows)
     assert all(float(r["value"]) > 0 for r in rows if r["metric"] != "stall_percent")
+    assert not any("sample" in r["metric"] for r in rows)  # items, not audio samples
     memory = {r["method"]: float(r["value"]) for r in rows if r["step"] == "memory"}
     assert set(memory) == {
         "prep convert -j 1 (blocks)",
@@ -34,34 +72,52 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     }
     shard_methods = {r["method"] for r in rows if r["step"] == "shard"}
     assert {"segments", "mel", "webdataset", "hdf5", "memmap"} <= shard_methods
-    assert "4 audio formats, one call, from original audio" in shard_methods
+    assert "4 audio formats, one call, from converted WAV" in shard_methods
     assert "4 audio formats, one call each, from converted WAV" in shard_methods
+    assert not any("original audio" in m for m in shard_methods)  # not in quick mode
     loader_sets = {r["set"] for r in rows if r["step"] == "loader"}
     assert {"memmap", "hdf5", "webdataset", "segments", "page-cache ceiling"} <= loader_sets
-    assert any(s.startswith("on-the-fly") for s in loader_sets)
+    # what the baseline decoded, by codec (the quick corpus's 24 clips)
+    assert "on-the-fly, mixed: 19 mp3, 3 ogg, 2 flac (decode + resample, 5 s crops)" in (
+        loader_sets
+    )
     methods = {r["method"] for r in rows if r["step"] == "loader" and r["set"] == "memmap"}
     assert {
         "0 workers, batch 8, int16",
-        "2 workers, batch 8, float32",
+        "2 workers, shared slots, batch 8, float32",
         "2 threads, batch 8, int16",
     } <= methods
-    report = (out / "report.md").read_text(encoding="utf-8")
-    assert "## Recommendation" in report and "train from **" in report
-    assert "Page cache: warm:" in report
-    assert "## Loaders" in report and "| 2 threads |" in report
+    assert {r["metric"] for r in rows if r["step"] == "loader"} == {
+        "items_per_s",
+        "audio_seconds_per_s",
+    }
+    phases = {r["set"] for r in rows if r["step"] == "bench" and r["metric"] == "wall_seconds"}
+    assert {"generate demo corpus", "convert", "shard", "loaders", "training steps"} <= phases
     steps = [r for r in rows if r["step"] == "step" and r["metric"] == "stall_percent"]
     assert {r["set"] for r in steps} == {"linear autoencoder", "conv classifier on log-mel"}
-    assert len(steps) >= 7 and all(0.0 <= float(r["value"]) <= 100.0 for r in steps)
+    assert len(steps) >= 7
+    assert all(r["value"] == "within noise" or 0 < float(r["value"]) < 100 for r in steps)
+
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert report.splitlines()[2] == f"> {QUICK_NOTE}."
+    assert "**" not in report  # nothing in a smoke test is a figure to act on
+    assert "samples/s" not in report and "items/s" in report
+    assert "## Recommendation" in report and _code_block(report) == code
+    assert "Page cache: warm:" in report.replace("\n", " ")
+    assert "## Loaders" in report and "| 2 threads |" in report
+    assert report.count("start-up dominates") == 4  # every convert ratio, caveated
+    assert "not measured: a 2-minute file says nothing of 2 hours" in report
     assert "## Training steps" in report and "| data stall |" in report
-    for png in (
-        "throughput_by_workers",
-        "throughput_by_batch_size",
-        "throughput_by_format",
-        "data_stall",
-    ):
+    step_lines = [line for line in report.splitlines() if line.startswith(("| linear", "| conv"))]
+    assert len(step_lines) >= 7 and not any(line.endswith(("| 0% |", "-")) for line in step_lines)
+    assert "## Where the bench's time went" in report and "| loaders |" in report
+    # one batch size: a batch plot would have one bar per panel
+    assert not (out / "throughput_by_batch_size.png").exists()
+    assert "throughput_by_batch_size" not in report
+    for png in ("throughput_by_workers", "throughput_by_format", "data_stall"):
         assert (out / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png}.png)" in report
-    assert "## Shard" in report and "| 4 audio formats, one call, from original audio |" in report
+    assert "## Shard" in report and "leaves out the runs from the original audio" in report
     assert "| clips | 24 |" in report and "Peak memory" in report
     assert not (out / "work").exists()
 
@@ -69,10 +125,133 @@ def test_quick_bench_writes_results_and_report(tmp_path):
 def test_bench_on_your_own_audio(tmp_path):
     src = tmp_path / "mine"
     for i in range(3):
-        make_file(src / f"a{i}.flac", seconds=1.0)
+        make_file(src / f"a{i}.flac", seconds=1.5)
     out = tmp_path / "bench"
-    proc = run_prep("bench", "--quick", "--cold", "--src", str(src), "--out", str(out), check=True)
-    assert "train from **" in proc.stdout
+    args = ("--segment", "1s", "--batch-sizes", "2,4", "--cold", "--src", str(src))
+    proc = run_prep("bench", "--quick", *args, "--out", str(out), check=True)
+    assert "train from " in proc.stdout
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "| your audio | 3 |" in report and "Page cache: cold:" in report
+    assert "| your audio | 3 |" in report and "Page cache: cold:" in report.replace("\n", " ")
+    assert "on-the-fly, flac (decode + resample, 1 s crops)" in report
+    assert "1 s segments" in report and "Batch 4, 4 timed steps" in report
+    assert (out / "throughput_by_batch_size.png").exists()  # two batch sizes: two bars each
     assert not (out / "corpus").exists()
+    batch = _first_batch(_code_block(proc.stdout))
+    assert batch[next(k for k in ("audio", "mel") if k in batch)].shape[-1] in (16000, 101)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--segment", "5"), "--segment '5' has no unit"),
+        (("--segment", "2min"), "--segment '2min' is not a duration"),
+        (("--segment", "90s"), "--segment '90s': the bench takes 0.1 s to 60 s"),
+        (("--batch-sizes", "16,x"), "--batch-sizes '16,x': 'x' is not a whole number"),
+        (("--batch-sizes", "0"), "'0' is not a whole number of 1 or more"),
+        (("--batch-sizes", ""), "'' is not a whole number"),
+    ],
+)
+def test_bad_bench_options_fail_in_one_line_before_any_work(tmp_path, args, message):
+    out = tmp_path / "bench"
+    proc = run_prep("bench", "--quick", "--out", str(out), *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+    assert message in proc.stderr
+    assert not out.exists()
+
+
+def test_bench_help_says_what_it_measures_and_how_long():
+    text = run_prep("bench", "--help", check=True).stdout
+    for words in ("convert", "shard", "loaders", "training steps", "--segment", "--batch-sizes"):
+        assert words in text
+    assert re.search(r"--quick about [\d.]+ minutes", text) and "default about" in text
+    assert "Examples:" in text and "--batch-sizes 16,32,64" in text
+
+
+def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(sharded_set, converted_set):
+    """The code line of every loader the sweep can measure (so recommend) builds that
+    loader, from the paths given, and it returns what the recommendation says."""
+    sources = dataset_builders(sharded_set, converted_set / "src", 2.0)
+    assert "on-the-fly, mixed: 4 mp3, 1 flac (decode + resample, 2 s crops)" in sources
+    tried = 0
+    for name, source in sources.items():
+        for dtype in source.dtypes:
+            iterable = isinstance(source(dtype), IterableDataset)
+            for workers, batch, threads, shared in loader_plan([0, 1], [3], 2, iterable):
+                row = LoaderRow(name, dtype, workers, batch, 1.0, 1.0, 1, threads, shared)
+                code = loader_code(row, source)
+                assert code.startswith("from loaders import ") and "open_dataset(" in code
+                batch_ = _first_batch(code)
+                if name == MEL_NAME:
+                    assert source.returns == "precomputed log-mel" and batch_["mel"].ndim == 3
+                else:  # audio only, even from formats that also hold mel
+                    assert str(batch_["audio"].dtype) == f"torch.{dtype}" and "mel" not in batch_
+                assert len(batch_["key"]) == 3
+                tried += 1
+    assert tried >= 30
+
+
+def _results(tmp_path: Path, steps: list[StepRow]) -> tuple[BenchOptions, BenchResults]:
+    sources = {
+        "memmap": Source(tmp_path / "shards" / "memmap"),
+        "on-the-fly, mp3 (decode + resample, 5 s crops)": Source(
+            tmp_path / "clips", (("crop_seconds", 5.0),), dtypes=("float32",)
+        ),
+    }
+    loader = [
+        LoaderRow(name, "float32", workers, 32, speed * (1 + workers), speed, 2, shared=workers > 0)
+        for name, speed in zip(sources, (20000.0, 200.0), strict=True)
+        for workers in (0, 2)
+    ]
+    results = BenchResults(
+        convert=[ConvertRow("clips", 300, 1600.0, 800.0, 300.0, 2000.0, 2)],
+        memory=[MemoryRow("prep convert -j 1 (blocks)", 7200.0, 47.0)],
+        shard=[ShardRow("memmap", 3.0, 10**8, 10**8)],
+        loader=loader,
+        ceiling=100000.0,
+        steps=steps,
+        device="cpu",
+        sources=sources,
+        phases=[Phase("loaders", 200.0, 300.0)],
+    )
+    return BenchOptions(out=tmp_path), results
+
+
+def test_a_step_no_slower_than_its_ideal_is_noise_not_a_zero_stall(tmp_path):
+    steps = [StepRow("ae", "fast", 10.0, 9.5), StepRow("ae", "slow", 10.0, 20.0)]
+    assert steps[0].stall is None and steps[1].stall == pytest.approx(0.5)
+    table = step_table(steps)
+    assert "| fast | 10.0 ms | 9.5 ms | within noise (ideal >= actual) |" in table
+    assert "| slow | 10.0 ms | 20.0 ms | 50% |" in table
+    options, results = _results(tmp_path, steps)
+    write_results(tmp_path, results)
+    with open(tmp_path / "results.csv", encoding="utf-8") as fh:
+        stalls = [r["value"] for r in csv.DictReader(fh) if r["metric"] == "stall_percent"]
+    assert stalls == ["within noise", "50.0"]
+    assert (tmp_path / "data_stall.png") in plot_all(tmp_path, results.loader, steps)
+
+
+def test_the_default_report_bolds_the_recommendation_only(tmp_path):
+    options, results = _results(tmp_path, [StepRow("ae", "memmap", 10.0, 12.0)])
+    report = write_report(tmp_path, options, results).read_text(encoding="utf-8")
+    bold = [line for line in report.splitlines() if "**" in line]
+    assert bold and all(line.startswith("On this machine") for line in bold)
+    assert QUICK_NOTE not in report and "not measured" not in report
+    assert "| 2.67x |" in report  # the convert ratio, plain
+    assert (
+        'batch_loader(open_dataset("' + str(tmp_path / "shards" / "memmap") + '", '
+        'dtype="float32"), batch_size=32, shuffle=True, num_workers=2, shared_slots=True, '
+        "prefetch_factor=2, persistent_workers=True)" in report
+    )
+    assert "float32 audio" in report
+
+
+def test_plots_leave_out_a_panel_of_one_bar_each(tmp_path):
+    rows = [
+        LoaderRow(name, "int16", workers, 8, 1000.0 * (1 + workers), 1.0, 1, shared=workers > 0)
+        for name in ("memmap", "hdf5")
+        for workers in (0, 2)
+    ]
+    paths = plot_all(tmp_path, rows, [])
+    names = sorted(p.name for p in paths)
+    assert names == ["throughput_by_format.png", "throughput_by_workers.png"]
