@@ -30,6 +30,7 @@ _EXPORTS = {
     "ThreadedLoader": "loaders.threaded",
     "Augment": "loaders.augment",
     "NoiseBank": "loaders.augment",
+    "dali_loader": "loaders.dali",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,7 +6,10 @@ wants every sample to have the same members), ``KEY.mel.npy`` with mel. Items ar
 shuffled across shards with the seed, so a shard is not one source; every shard holds
 the same number of items but the last (``shard_items`` in format.json lists each shard's
 count, which the reader and ``prep verify`` hold the shards to). Tar headers carry a
-fixed mtime and owner, so shards are byte-for-byte repeatable.
+fixed mtime and owner, so shards are byte-for-byte repeatable. Each shard gets an index,
+``shard-000000.idx`` (DALI's ``wds2idx`` format, v1.2: each item's members with the offset
+and size of their data), which NVIDIA DALI's ``fn.readers.webdataset`` needs; it is made
+while the shard is written and listed in ``files``, so ``prep verify`` checks it too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,48 @@ CODECS = ("wav", "flac")
 
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}.tar"
+
+
+def index_name(shard: str) -> str:
+    """The DALI index of ``shard`` (what ``wds2idx`` names it): ``shard-000000.idx``."""
+    return shard.removesuffix(".tar") + ".idx"
+
+
+INDEX_VERSION = "v1.2"  # DALI's wds2idx index format
+
+
+class _MemberOffsets:
+    """Records where each member's data lands as a :class:`webdataset.TarWriter` writes,
+    for the shard's DALI index: the tar stream's offset after a member, less its padded
+    size, is where its data starts (whatever header blocks came before it)."""
+
+    def __init__(self, tarstream: tarfile.TarFile) -> None:
+        self.tarstream = tarstream
+        self._addfile = tarstream.addfile
+        tarstream.addfile = self._record
+        self.members: list[tuple[str, int, int]] = []
+        self.lines: list[str] = []
+
+    def _record(self, tarinfo: tarfile.TarInfo, fileobj=None) -> None:
+        self._addfile(tarinfo, fileobj)
+        padded = -(-tarinfo.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        self.members.append((tarinfo.name, self.tarstream.offset - padded, tarinfo.size))
+
+    def end_item(self, key: str) -> None:
+        """Close the index line of the item just written: ``ext offset size name`` each."""
+        self.lines.append(
+            " ".join(
+                f"{name[len(key) + 1 :]} {offset} {size} {name}"
+                for name, offset, size in self.members
+            )
+        )
+        self.members = []
+
+    def index(self) -> bytes:
+        """The index file: a header line, then one line per item."""
+        return "".join(
+            f"{line}\n" for line in [f"{INDEX_VERSION} {len(self.lines)}", *self.lines]
+        ).encode()
 
 
 def items_per_shard(items: list, options) -> int:
@@ -110,11 +155,15 @@ class WebDatasetWriter(FormatWriter):
             name = shard_name(s)
             with open_output(folder, name, files) as fh:
                 writer = TarWriter(fh, user="audioprep", group="audioprep", mtime=0, encoder=False)
+                offsets = _MemberOffsets(writer.tarstream)
                 for i in order[s * per_shard : (s + 1) * per_shard]:
                     meta = items[i]
                     writer.write(_sample(meta, rows, options, with_text))
+                    offsets.end_item(meta.key)
                     locations[i] = {"shard": name, "member": f"{meta.key}.{options.codec}"}
                 writer.close()
+            with open_output(folder, index_name(name), files) as fh:
+                fh.write(offsets.index())
         last = len(items) - per_shard * (num_shards - 1) if num_shards else 0
         fields = {
             "num_shards": num_shards,

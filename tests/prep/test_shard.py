@@ -195,6 +195,20 @@ def test_webdataset_reads_back_with_the_webdataset_library_and_tar(sharded, conv
     assert len(set(first)) > 1
 
 
+def test_each_webdataset_shard_has_the_index_dali_wds2idx_makes(sharded, tmp_path):
+    """The ``.idx`` written with each shard is byte for byte what DALI's own tool makes
+    from the finished tar, and ``files`` lists it (so ``prep verify`` checks it)."""
+    wds2idx = pytest.importorskip("wds2idx", reason="DALI's wds2idx (the dali extra)")
+    fmt = json.loads((sharded / "webdataset" / "format.json").read_text())
+    for shard_file in fmt["shards"]:
+        index = shard_file.removesuffix(".tar") + ".idx"
+        assert index in fmt["files"]
+        made = tmp_path / index
+        with wds2idx.IndexCreator(str(sharded / "webdataset" / shard_file), made, False) as ic:
+            ic.create_index()
+        assert (sharded / "webdataset" / index).read_bytes() == made.read_bytes()
+
+
 def test_precomputed_mel_matches_on_the_fly_mel(sharded):
     fmt = json.loads((sharded / "mel" / "format.json").read_text())
     module = LogMel(**fmt["mel"])
