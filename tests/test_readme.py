@@ -98,6 +98,7 @@ def sandbox(tmp_path_factory) -> Path:
     make_file(audio / "field" / "dawn.ogg", seconds=25.0, sr=48000)
     make_file(audio / "field" / "dusk.flac", seconds=70.0, sr=48000, channels=1)
     (root / ".venv").symlink_to(REPO / ".venv")
+    (root / "examples").symlink_to(REPO / "examples")  # the clone's, as a user has them
     return root
 
 

@@ -9,7 +9,8 @@ WAV/npy readers never import this package. Its modules, by concern:
   ``range_reads``, ``exact_seeks``, ``open``), :class:`AudioReader`, :class:`AudioInfo`.
 - ``errors``: :class:`DecodeError` (one readable line) and the checks that raise it.
 - ``sniff``: what a file is before any decoder runs (its first bytes; audio names).
-- ``soundfile_backend``, ``pyav_backend``, ``ffmpeg_backend``: one module per backend.
+- ``soundfile_backend``, ``pyav_backend``, ``ffmpeg_backend``, ``gstreamer_backend``: one
+  module per backend.
 - ``composite``: ``auto``, which tries the backends in order; ``registry``: every backend
   by name, :func:`register_decoder` for plug-ins, and :func:`open_audio`.
 - ``dsp``: mixdown, soxr resampling, float32 -> int16, :func:`load_mono`.

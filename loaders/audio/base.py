@@ -110,6 +110,12 @@ class Decoder(ABC):
         return True
 
     @classmethod
+    def unavailable(cls) -> str | None:
+        """Why it cannot run on this machine (a program it needs is missing), checked
+        before a run does any work; None when it can."""
+        return None
+
+    @classmethod
     def prefers(cls, sniffed: Sniffed) -> bool:
         """Whether ``auto`` should try it before the others for this content."""
         return False

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from loaders.audio.base import AudioInput, AudioReader, Decoder
 from loaders.audio.composite import CompositeDecoder, open_first
 from loaders.audio.ffmpeg_backend import FfmpegDecoder
+from loaders.audio.gstreamer_backend import GstDecoder
 from loaders.audio.pyav_backend import PyAVDecoder
 from loaders.audio.sniff import sniff
 from loaders.audio.soundfile_backend import SoundfileDecoder
@@ -49,6 +50,7 @@ def register_decoder(decoder: type[Decoder], *, auto: bool = True) -> type[Decod
 register_decoder(SoundfileDecoder)
 register_decoder(FfmpegDecoder)
 register_decoder(PyAVDecoder)
+register_decoder(GstDecoder, auto=False)
 
 
 def decoder_named(name: str) -> type[Decoder]:

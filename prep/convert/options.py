@@ -56,6 +56,8 @@ class ConvertOptions:
             raise UsageError(f"unknown --channels {self.channels!r}")
         if self.decoder not in DECODERS:
             raise UsageError(f"unknown --decoder {self.decoder!r}")
+        if reason := DECODERS[self.decoder].unavailable():
+            raise UsageError(reason)
         if self.quality not in RESAMPLE_QUALITIES:
             raise UsageError(f"unknown resampling quality {self.quality!r}")
         for name in ("min_duration", "max_duration"):

@@ -77,7 +77,7 @@ def test_nan_and_inf_samples_fail_the_file_in_convert_and_shard(src, tmp_path):
     assert "at 0.50 s" in errors["one_nan.wav"]
 
 
-@pytest.mark.parametrize("decoder", ["soundfile", "pyav", "ffmpeg"])
+@pytest.mark.parametrize("decoder", ["soundfile", "pyav", "ffmpeg", "gstreamer"])
 def test_every_decoder_refuses_nan_samples(tmp_path, decoder):
     x = sine(440, 1.0, 16000)
     x[500] = np.nan
