@@ -1,7 +1,8 @@
 """``lhotse_shar``: Lhotse's Shar layout, read by ``lhotse.CutSet.from_shar(in_dir=...)``.
 
-In its ``shar/`` folder, per shard N: ``cuts.N.jsonl.gz`` (one ``MonoCut`` per item: one supervision with ``text``,
-``speaker`` and ``language`` when known; where it came from in ``custom``) and
+In its ``shar/`` folder, per shard N: ``cuts.N.jsonl.gz`` (one ``MonoCut`` per item: one
+supervision with ``text``, ``speaker`` and ``language`` when known; where it came from in
+``custom``) and
 ``recording.N.tar`` (``KEY.wav`` or ``KEY.flac``, then ``KEY.json``, the recording
 placeholder), named and laid out as ``lhotse.shar.SharWriter`` writes them, but written here
 from the single decode pass. An item holds its real samples only (no padding: Lhotse pads
