@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import make_file, run_prep
+from helpers import make_file, modules_loaded_by, run_prep
 
 from manifests import read_manifest
 
@@ -132,3 +132,14 @@ def test_lhotse_cut_of_one_channel_is_refused_not_mixed(tmp_path):
     assert proc.returncode == 1
     (error,) = read_manifest(tmp_path / "out" / "errors.jsonl")
     assert "channel 1 of 2" in error["reason"] and error["source"] == "cuts.jsonl line 1"
+
+
+def test_the_layouts_and_formats_do_not_import_lhotse():
+    code = (
+        "import prep.convert, prep.shard, prep.sources, loaders\n"
+        "from prep.writers import get_writer\n"
+        "from loaders.formats import reader_class\n"
+        "[get_writer(n) for n in ('lhotse_shar', 'kaldi')]\n"
+        "[reader_class(n) for n in ('lhotse_shar', 'kaldi')]"
+    )
+    assert modules_loaded_by(code, ("lhotse",)) == []
