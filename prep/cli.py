@@ -591,8 +591,9 @@ def shard(
     """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT.
 
     SRC may be a prep convert folder, its manifest.jsonl, any folder of audio, a
-    manifest of audio, a Kaldi data dir or a Lhotse manifest; audio not yet at --sr is decoded and resampled on the way. Each
-    format goes to its own subfolder of OUT, with a manifest.jsonl and a format.json.
+    manifest of audio, a Kaldi data dir or a Lhotse manifest; audio not yet at --sr is
+    decoded and resampled on the way. Each format goes to its own subfolder of OUT, with a
+    manifest.jsonl and a format.json.
     """
     from prep.shard import ShardOptions
     from prep.shard import shard as run_shard
