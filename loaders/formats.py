@@ -25,6 +25,8 @@ _READERS = {  # format.json's "format" -> its reader
     "webdataset": "loaders.webdataset:WebDatasetShards",
     "hdf5": "loaders.hdf5:HDF5Dataset",
     "memmap": "loaders.memmap:MemmapDataset",
+    "lhotse_shar": "loaders.lhotse_shar:LhotseSharDataset",
+    "kaldi": "loaders.kaldi:KaldiDataset",
 }
 
 

@@ -314,7 +314,10 @@ Examples:
 @_verbosity
 @_progress_every
 def convert(src, out, quiet, verbose, progress_every, **kwargs) -> None:
-    """Convert audio under SRC (a folder or a .jsonl manifest) to 16-bit mono files in OUT."""
+    """Convert audio under SRC (a folder or a .jsonl manifest) to 16-bit mono files in OUT.
+
+    SRC may also be a Kaldi data dir (wav.scp) or a Lhotse cuts/recordings .jsonl(.gz):
+    each utterance keeps its span, text and speaker."""
     from prep.convert import ConvertOptions, check_paths
     from prep.convert import convert as run_convert
 
@@ -587,9 +590,10 @@ def shard(
 ) -> None:
     """Cut SRC (a prep convert folder, a manifest or any audio) into training formats in OUT.
 
-    SRC may be a prep convert folder, its manifest.jsonl, any folder of audio, or a
-    manifest of audio; audio not yet at --sr is decoded and resampled on the way. Each
-    format goes to its own subfolder of OUT, with a manifest.jsonl and a format.json.
+    SRC may be a prep convert folder, its manifest.jsonl, any folder of audio, a
+    manifest of audio, a Kaldi data dir or a Lhotse manifest; audio not yet at --sr is
+    decoded and resampled on the way. Each format goes to its own subfolder of OUT, with a
+    manifest.jsonl and a format.json.
     """
     from prep.shard import ShardOptions
     from prep.shard import shard as run_shard

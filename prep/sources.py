@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from loaders.audio.errors import DecodeError
 from loaders.audio.sniff import is_audio_name, not_a_file_reason
 from manifests import Entry, dumps_entry, iter_manifest, resolve_audio_path
+from prep import layouts
 from prep.storage import Location, location
 from prep.utterances import names_whole_file
 
@@ -67,8 +68,12 @@ class Utterance:
 
 
 def is_manifest(path: Path | Location) -> bool:
+    """A NeMo-style ``.json``/``.jsonl`` manifest, or a Lhotse ``.jsonl.gz`` one."""
     where = location(path)
-    return where.is_file() and PurePosixPath(where.name).suffix.lower() in (".json", ".jsonl")
+    name = where.name.lower()
+    return where.is_file() and (
+        PurePosixPath(name).suffix in (".json", ".jsonl") or name.endswith(".jsonl.gz")
+    )
 
 
 def source_root(src: Path | Location) -> Location:
@@ -82,6 +87,9 @@ def protected_inputs(src: Path | Location, sources: list[Source] | None = None) 
     of the audio it lists (``sources`` when already read), not the rest of its folder, so
     OUT may sit beside the manifest."""
     src = location(src)
+    if src.local_path is not None and layouts.is_kaldi_dir(src.local_path):
+        listed = discover(src) if sources is None else sources
+        return src, {location(s.path).parent for s in listed if s.problem is None}
     if not is_manifest(src):
         return src, set()
     listed = discover(src) if sources is None else sources
@@ -100,7 +108,16 @@ def discover(src: str | os.PathLike[str], extra_extensions: tuple[str, ...] = ()
     src = where.local_path
     if not src.exists():
         raise SourceError(f"{src}: no such file or folder")
+    try:
+        if layouts.is_kaldi_dir(src):
+            return _from_manifest(src / layouts.WAV_SCP, layouts.kaldi_lines(src))
+        if layouts.is_lhotse_manifest(src):
+            return _from_manifest(src, layouts.lhotse_lines(src))
+    except layouts.LayoutError as exc:
+        raise SourceError(str(exc)) from None
     if is_manifest(src):
+        if src.name.lower().endswith(".gz"):
+            raise SourceError(f"{src}: a gzipped manifest that is not Lhotse's; gunzip it")
         return _from_manifest(src)
     if not src.is_dir():
         raise SourceError(f"{src}: not a folder or a .jsonl manifest")
@@ -178,32 +195,25 @@ def _file_source(entry: os.DirEntry, rel: str) -> Source:
     return Source(Path(entry.path), rel, problem=Problem(reason) if reason else None)
 
 
-def _manifest_problem(manifest: Path, n: int, reason: str) -> Source:
-    return Source(manifest, f"{manifest.name} entry {n}", problem=Problem(reason))
-
-
-def _from_manifest(manifest: Path) -> list[Source]:
+def _from_manifest(manifest: Path, lines: list | None = None) -> list[Source]:
     """The manifest's entries as sources; an entry that names no usable file is a
-    problem under ``NAME entry N``, and the others are still converted."""
+    problem under ``NAME entry N``, and the others are still converted. ``lines``:
+    another layout's lines already translated (:mod:`prep.layouts`), each
+    ``(label, entry or reason)``, whose files are named from ``manifest``'s folder."""
     root = Path(os.path.abspath(manifest.parent))
+    if lines is None:
+        numbered = enumerate(iter_manifest(manifest), 1)
+        lines = [(f"{manifest.name} entry {n}", entry) for n, entry in numbered]
     sources = []
-    for n, entry in enumerate(iter_manifest(manifest), 1):
-        audio = entry.get("audio_filepath")
-        if audio is None and "audio_filepath" not in entry:
-            sources.append(_manifest_problem(manifest, n, "no 'audio_filepath'"))
+    for n, (label, entry) in enumerate(lines, 1):
+        if isinstance(entry, str):
+            sources.append(Source(manifest, label, problem=Problem(entry)))
             continue
-        if not isinstance(audio, str):
-            sources.append(_manifest_problem(manifest, n, "'audio_filepath' is not a string"))
+        problem = _entry_problem(entry)
+        if problem:
+            sources.append(Source(manifest, label, problem=Problem(problem)))
             continue
-        try:
-            dumps_entry(entry).encode("utf-8")
-        except UnicodeEncodeError:
-            reason = "holds text that is not valid UTF-8 (a lone surrogate)"
-            sources.append(_manifest_problem(manifest, n, reason))
-            continue
-        if "\0" in audio:
-            sources.append(_manifest_problem(manifest, n, "'audio_filepath' holds a NUL byte"))
-            continue
+        audio = entry["audio_filepath"]
         path = resolve_audio_path(manifest, entry)
         absolute = Path(os.path.abspath(path))  # symlinks kept: the entry's own name
         try:
@@ -212,11 +222,27 @@ def _from_manifest(manifest: Path) -> list[Source]:
             rel = PurePosixPath(*absolute.parts[1:]).as_posix()
         if rel in ("", "."):
             reason = f"'audio_filepath' names no file ({audio!r})"
-            sources.append(_manifest_problem(manifest, n, reason))
+            sources.append(Source(manifest, label, problem=Problem(reason)))
             continue
         fields = {k: v for k, v in entry.items() if k != "audio_filepath"}
         sources.append(Source(path, rel, fields, utterances=(Utterance(n, fields),)))
     return _one_source_per_file(manifest, sources)
+
+
+def _entry_problem(entry: Entry) -> str | None:
+    """Why a manifest entry names no usable file, or None."""
+    audio = entry.get("audio_filepath")
+    if audio is None and "audio_filepath" not in entry:
+        return "no 'audio_filepath'"
+    if not isinstance(audio, str):
+        return "'audio_filepath' is not a string"
+    try:
+        dumps_entry(entry).encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds text that is not valid UTF-8 (a lone surrogate)"
+    if "\0" in audio:
+        return "'audio_filepath' holds a NUL byte"
+    return None
 
 
 def _one_source_per_file(manifest: Path, lines: list[Source]) -> list[Source]:

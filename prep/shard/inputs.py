@@ -12,6 +12,10 @@ from prep import storage
 from prep.sources import Source, SourceError, Utterance, discover, is_manifest
 from prep.storage import Location
 
+ITEM_FIELDS = ("text", "label", "speaker", "language")
+"""What an input's manifest line gives each of its items (the formats that know speakers
+and languages, Lhotse's and Kaldi's, write them)."""
+
 
 def _from_entry(path: Path | str, entry: Entry, line: int = 0) -> Source:
     """One manifest line as an input: named by the ``source`` a ``prep convert`` manifest
@@ -21,7 +25,7 @@ def _from_entry(path: Path | str, entry: Entry, line: int = 0) -> Source:
     return Source(
         path,
         entry.get("source", entry["audio_filepath"]),
-        {k: entry[k] for k in ("text", "label") if k in entry},
+        {k: entry[k] for k in ITEM_FIELDS if k in entry},
         utterances=(Utterance(line, span),) if span else (),
     )
 
@@ -42,8 +46,8 @@ def read_inputs(src: Path | str | Location) -> list[Source]:
         )
     src = src.local_path
     manifest = src / "manifest.jsonl" if src.is_dir() else src
-    if src.is_dir() and not manifest.exists():
-        return discover(src)
+    if src.is_dir() and not manifest.exists():  # a folder of audio, or a Kaldi data dir
+        return sorted((one for s in discover(src) for one in _line_inputs(s)), key=lambda s: s.rel)
     if not manifest.exists() or not (src.is_dir() or is_manifest(src)):
         raise SourceError(f"{src}: no such folder or .jsonl manifest")
     inputs = (one for source in discover(manifest) for one in _line_inputs(source))

@@ -198,6 +198,7 @@ def _source_items(
             mel_fields=mel_fields,
             mel_shape=None if stored_mel is None else tuple(stored_mel.shape),
             text_dropped=text_dropped,
+            path=str(src.path),
         )
         for writer in item_writers:
             folder = out / writer.name

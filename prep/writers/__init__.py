@@ -28,6 +28,8 @@ WRITERS = Registry(
         "webdataset": "prep.writers.webdataset:WebDatasetWriter",
         "hdf5": "prep.writers.hdf5:HDF5Writer",
         "memmap": "prep.writers.memmap:MemmapWriter",
+        "lhotse_shar": "prep.writers.lhotse_shar:LhotseSharWriter",
+        "kaldi": "prep.writers.kaldi:KaldiWriter",
     }
 )
 
@@ -75,6 +77,7 @@ class ItemMeta:
     audio_at: int = 0
     mel_at: int = 0
     text_dropped: bool = False  # a transcript of the whole file, left off a part of it
+    path: str = ""  # the input file the item was cut from (kaldi's wav.scp can point at it)
 
 
 class StagedRows:
