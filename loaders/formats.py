@@ -25,6 +25,7 @@ _READERS = {  # format.json's "format" -> its reader
     "webdataset": "loaders.webdataset:WebDatasetShards",
     "hdf5": "loaders.hdf5:HDF5Dataset",
     "memmap": "loaders.memmap:MemmapDataset",
+    "tensordict": "loaders.tensordict:TensorDictDataset",
 }
 
 

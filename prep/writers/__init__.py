@@ -28,6 +28,7 @@ WRITERS = Registry(
         "webdataset": "prep.writers.webdataset:WebDatasetWriter",
         "hdf5": "prep.writers.hdf5:HDF5Writer",
         "memmap": "prep.writers.memmap:MemmapWriter",
+        "tensordict": "prep.writers.tensordict:TensorDictWriter",
     }
 )
 
