@@ -85,17 +85,17 @@ class TensorDictWriter(FormatWriter):
             shutil.rmtree(leftover, ignore_errors=True)
         tensors = _tensors(items, options)
         try:
-            with naming(tmp):
+            with naming(final):
                 _lay_out(tmp, len(items), tensors)
             with contextlib.ExitStack() as stack:
-                files = {}
+                files, named = {}, {name: final / f"{name}.memmap" for name in tensors}
                 for name in tensors:
-                    path = tmp / f"{name}.memmap"
-                    stack.enter_context(naming(path))
-                    files[name] = stack.enter_context(open(path, "r+b"))
+                    stack.enter_context(naming(named[name]))  # its closing flush
+                    files[name] = stack.enter_context(open(tmp / f"{name}.memmap", "r+b"))
                 for meta in items:
                     for name, value in _item_values(meta, rows, tensors).items():
-                        files[name].write(value.tobytes())
+                        with naming(named[name]):  # errors name the file, not its temporary
+                            files[name].write(value.tobytes())
             if final.exists():  # an interrupted run of the same settings wrote it
                 os.rename(final, old)
             os.rename(tmp, final)

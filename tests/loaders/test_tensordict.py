@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import MEL, REPO, modules_loaded_by
+from helpers import MEL, REPO, make_file, modules_loaded_by, run_prep
 from tensordict import TensorDict
 
 from loaders import MelDataset, MemmapDataset, batch_loader, open_dataset
@@ -176,6 +177,28 @@ def test_a_rerun_replaces_what_an_interrupted_run_left(sh, converted_set, tmp_pa
     assert verify(out).problems == []
     with pytest.raises(ValueError, match="stores no mel"):
         TensorDictDataset(folder, with_mel=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial(tmp_path):
+    for i in range(3):
+        make_file(tmp_path / "raw" / f"a{i}.flac", seconds=6.0, sr=16000, channels=1)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(  # room for the staged rows (576 KB), not for them again
+        ["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"mounts a tmpfs (as root): {mounted.stderr!r}")
+    try:
+        proc = run_prep("shard", str(tmp_path / "raw"), str(disk / "o"), "--segment", "1s",
+                        "--format", "tensordict", "-j", "1")  # fmt: skip
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        named = f"{disk / 'o' / 'tensordict' / 'data' / 'audio.memmap'}: No space left on device"
+        assert named in proc.stderr.strip().splitlines()[-1]
+        assert not [p for p in (disk / "o").rglob("*") if "partial" in p.name]
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_it_needs_fixed_length_items():
