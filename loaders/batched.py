@@ -20,6 +20,7 @@ from torch.utils.data import (
     Dataset,
     IterableDataset,
     RandomSampler,
+    Sampler,
     SequentialSampler,
 )
 
@@ -110,6 +111,7 @@ def batch_loader(
     seed: int = 0,
     drop_last: bool = False,
     shared_slots: bool = False,
+    batch_sampler: Sampler[list[int]] | None = None,
     **dataloader_options,
 ) -> DataLoader | BatchLoader | SharedBatchLoader:
     """A DataLoader yielding pad_collate-shaped batches, read whole where the dataset can.
@@ -121,9 +123,14 @@ def batch_loader(
 
     ``shuffle=True`` on an iterable dataset that shuffles itself (``WebDatasetShards``)
     iterates a copy with its shuffle on and ``seed``; on one that cannot, it is refused.
+
+    ``batch_sampler`` (map-style only): the lists of indices to read, in place of
+    ``shuffle``, ``seed`` and ``drop_last`` (one rank's share of each epoch, say).
     """
     shared = shared_slots and dataloader_options.get("num_workers", 0) > 0
     if isinstance(dataset, IterableDataset):
+        if batch_sampler is not None:
+            raise ValueError("batch_sampler: an iterable dataset orders its own items")
         if shuffle:
             dataset = _shuffled(dataset, seed)
         if shared:
@@ -139,16 +146,18 @@ def batch_loader(
         )
     generator = torch.Generator().manual_seed(seed)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    batches = BatchSampler(order, batch_size, drop_last) if batch_sampler is None else batch_sampler
     if shared:
-        return SharedBatchLoader(
-            dataset, BatchSampler(order, batch_size, drop_last), **dataloader_options
-        )
+        return SharedBatchLoader(dataset, batches, **dataloader_options)
     if as_reader(dataset).reads_batches:
-        sampler = BatchSampler(order, batch_size, drop_last)
         reads = DataLoader(
-            _BatchReads(dataset), batch_size=None, sampler=sampler, **dataloader_options
+            _BatchReads(dataset), batch_size=None, sampler=batches, **dataloader_options
         )
         return BatchLoader(reads)
+    if batch_sampler is not None:
+        return DataLoader(
+            dataset, batch_sampler=batches, collate_fn=pad_collate, **dataloader_options
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

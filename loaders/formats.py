@@ -27,6 +27,7 @@ _READERS = {  # format.json's "format" -> its reader
     "memmap": "loaders.memmap:MemmapDataset",
     "lhotse_shar": "loaders.lhotse_shar:LhotseSharDataset",
     "kaldi": "loaders.kaldi:KaldiDataset",
+    "tensordict": "loaders.tensordict:TensorDictDataset",
 }
 
 

@@ -30,6 +30,7 @@ WRITERS = Registry(
         "memmap": "prep.writers.memmap:MemmapWriter",
         "lhotse_shar": "prep.writers.lhotse_shar:LhotseSharWriter",
         "kaldi": "prep.writers.kaldi:KaldiWriter",
+        "tensordict": "prep.writers.tensordict:TensorDictWriter",
     }
 )
 
