@@ -731,8 +731,17 @@ Examples:
 @_jobs_option("Parallelism for both sides [all cores].")
 @click.option("--device", type=_choice("auto", "cpu", "cuda"), default="auto", show_default=True)
 @click.option("--cold", is_flag=True, help="Drop the files' cached pages before each timed run.")
+@click.option(
+    "--tensorboard",
+    type=click.Path(path_type=str),
+    default=None,
+    metavar="DIR",
+    help="Also write results.csv as TensorBoard scalars in DIR (tensorboard --logdir DIR).",
+)
 @_verbosity
-def bench(src, out, mode, segment, batch_sizes, jobs, device, cold, quiet, verbose) -> None:
+def bench(
+    src, out, mode, segment, batch_sizes, jobs, device, cold, tensorboard, quiet, verbose
+) -> None:
     """Measure each step on this machine, side by side; write OUT/report.md.
 
     \b
@@ -764,6 +773,7 @@ def bench(src, out, mode, segment, batch_sizes, jobs, device, cold, quiet, verbo
             cold=cold,
             segment=segment,
             batch_sizes=parse_batch_sizes(batch_sizes) if batch_sizes is not None else (),
+            tensorboard=Path(tensorboard) if tensorboard else None,
         )
     except UsageError as exc:
         _fail(str(exc))

@@ -6,6 +6,7 @@ from a thread pool of ``jobs``), alternated within one run so machine noise hits
 
 from __future__ import annotations
 
+import resource
 import shutil
 import statistics
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loaders.audio.ffmpeg_backend import ffmpeg_executable
+from loaders.audio.gstreamer_backend import GST_LAUNCH, INSTALL_HINT
 from loaders.audio.quiet import quiet_native_stderr
 from loaders.audio.registry import open_audio
 from prep.bench.cache import prepare
@@ -107,6 +109,84 @@ def decode_only_speed(paths: list[Path], enough: float = DECODE_ONLY_SECONDS) ->
                 for _ in reader.blocks():
                     pass
     return seconds / max(time.process_time() - started, 1e-9)
+
+
+@dataclass
+class DecodeRow:
+    """One decoder on one sample: audio-seconds per CPU-second (this process and the
+    decoder's own, so a piped decoder is charged for its process)."""
+
+    sample: str
+    decoder: str
+    audio_seconds: float
+    speed: float
+
+
+DECODERS = {"prep's pick, in process": "auto", "ffmpeg pipe": "ffmpeg"}
+GSTREAMER = "gstreamer pipe"
+CLIP_SAMPLE = 8  # clips decoded by each decoder: a process each, so start-up shows
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process and of the children it has waited for (a pipe's decoder), to
+    the microsecond (``os.times`` counts in 10 ms ticks: too coarse for a clip)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def decode_cpu(paths: list[Path], decoder: str) -> float:
+    """CPU seconds ``decoder`` takes to decode every block of ``paths``, one at a time."""
+    started = _cpu_seconds()
+    with quiet_native_stderr():
+        for path in paths:
+            with open_audio(path, decoder) as reader:
+                for _ in reader.blocks():
+                    pass
+    return _cpu_seconds() - started
+
+
+def measure_decoders(
+    samples: dict[str, list[Path]], repeats: int, notes: list[str] | None = None
+) -> list[DecodeRow]:
+    """Decoding alone (no mixdown, resampling or writing) by prep's in-process pick, an
+    ffmpeg pipe and, where ``gst-launch-1.0`` is on PATH, a GStreamer pipe: each sample
+    (a few clips, one long file) by each decoder, alternated, median CPU."""
+    decoders = dict(DECODERS)
+    if shutil.which(GST_LAUNCH):
+        decoders[GSTREAMER] = "gstreamer"
+    elif notes is not None:
+        notes.append(
+            f"decode only: no {GSTREAMER} row, {GST_LAUNCH} is not on PATH ({INSTALL_HINT})"
+        )
+    first = next(iter(samples.values()))[:1]
+    for decoder in decoders.values():  # untimed: each program's first start reads it from disk
+        decode_cpu(first, decoder)
+    rows = []
+    for sample, paths in samples.items():
+        seconds = audio_seconds(paths)
+        cpu: dict[str, list[float]] = {name: [] for name in decoders}
+        for _ in range(repeats):
+            for name, decoder in decoders.items():
+                cpu[name].append(decode_cpu(paths, decoder))
+        for name, times in cpu.items():
+            speed = seconds / max(statistics.median(times), 1e-9)
+            rows.append(DecodeRow(sample, name, seconds, speed))
+    return rows
+
+
+def decode_samples(clips: list[Path], long_files: list[Path]) -> dict[str, list[Path]]:
+    """A few clips spread over the set, and the shortest long file (its codec's rate
+    without start-up)."""
+    step = max(1, len(clips) // CLIP_SAMPLE)
+    sample = clips[::step][:CLIP_SAMPLE]
+    samples = {f"{len(sample)} clips of {len(clips)}": sample}
+    if long_files:
+        shortest = min(long_files, key=lambda p: audio_seconds([p]))
+        samples[f"one long file ({shortest.name})"] = [shortest]
+    return samples
 
 
 def measure_set(

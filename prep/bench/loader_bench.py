@@ -9,10 +9,13 @@ counted) for up to ``max_seconds`` or one pass over the set. The batch goes thro
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from torch.utils.data import Dataset, IterableDataset
 
 from loaders import ThreadedLoader, batch_loader, open_dataset, to_device
 from prep.bench.cache import drop
+
+log = logging.getLogger(__name__)
 
 # Batches in flight per worker: the DataLoader's default. Shared slots need
 # prefetch * workers + 2 of them; at 4, memmap read ~15% slower than at 2 (the ring of 5 MB
@@ -39,6 +44,16 @@ class Source:
     dtypes: tuple[str, ...] = ("int16", "float32")  # the transports it is measured with
     takes_dtype: bool = True
     returns: str = "audio"
+    one_setting: bool = False  # a row to compare at one setting, not swept
+
+    def plan(
+        self, workers: list[int], batch_sizes: list[int], threads: int, iterable: bool
+    ) -> list[tuple[int, int, bool, bool]]:
+        """The settings it is measured at: :func:`loader_plan`'s, or no workers at the
+        largest batch size for a ``one_setting`` row."""
+        if self.one_setting:
+            return [(0, max(batch_sizes), False, False)]
+        return loader_plan(workers, batch_sizes, threads, iterable)
 
     def kwargs(self, dtype: str) -> dict:
         return {**({"dtype": dtype} if self.takes_dtype else {}), **dict(self.options)}
@@ -74,12 +89,16 @@ class LoaderRow:
     repeats: int
     threads: bool = False
     shared: bool = False  # batches handed over through shared slots (loaders.shared_batches)
+    via: str = ""  # the system whose own loader built it ("DALI"); "" for batch_loader's
+    compared: bool = False  # another ecosystem's loader: shown, never recommended
 
     @property
     def parallelism(self) -> str:
         if self.threads:
-            return f"{self.workers} threads"
-        return workers_text(self.workers) + (", shared slots" if self.shared else "")
+            text = f"{self.workers} threads"
+        else:
+            text = workers_text(self.workers) + (", shared slots" if self.shared else "")
+        return f"{self.via}, {text}" if self.via else text
 
     def loader_call(self, batch_size: int | None = None, pin_memory: bool = False):
         """(loader function name, keyword arguments): what the sweep built for this row."""
@@ -162,6 +181,53 @@ def loader_plan(
     return plan
 
 
+@dataclass
+class Pipeline:
+    """A loader row that another system's own loader builds (a DALI pipeline, Lhotse's
+    sampler), measured at one setting. ``opener`` imports the system and opens the data,
+    once; ``make`` builds a loader from what it returned and a batch size, per timed run."""
+
+    name: str
+    items: int  # in one epoch, as in the other rows
+    opener: Callable[[], object]
+    make: Callable[[object, int], Iterable[dict]]
+    dtype: str = "int16"
+    workers: int = 0  # DataLoader workers, or the system's threads when ``threads``
+    threads: bool = False
+    via: str = ""
+    code_line: Callable[[int], str] | None = None  # None: shown for comparison only
+    returns: str = "audio"
+    _opened: object = field(default=None, repr=False)
+
+    def open(self) -> object:
+        if self._opened is None:
+            self._opened = self.opener()
+        return self._opened
+
+    def loader(self, batch_size: int) -> Iterable[dict]:
+        return self.make(self.open(), batch_size)
+
+    def code(self, batch_size: int) -> str:
+        """The runnable lines that build this loader (rows the recommendation may pick)."""
+        if self.code_line is None:
+            raise ValueError(f"{self.name} is shown for comparison, not recommended")
+        return self.code_line(batch_size)
+
+    def row(self, batch_size: int, repeats: int) -> LoaderRow:
+        return LoaderRow(
+            self.name, self.dtype, self.workers, batch_size, 0.0, 0.0, repeats,
+            threads=self.threads, via=self.via, compared=self.code_line is None,
+        )  # fmt: skip
+
+
+def _left_out(name: str, exc: BaseException) -> str:
+    """A note for the report: which row is missing and why, in one line."""
+    if isinstance(exc, ImportError):
+        return f"{name}: left out, its system is not installed ({exc})"
+    reason = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{name}: left out, it failed ({type(exc).__name__}: {reason})"
+
+
 def measure_loaders(
     sets: dict[str, Source],
     workers: list[int],
@@ -171,39 +237,66 @@ def measure_loaders(
     max_seconds: float = 1.5,
     threads: int = 2,
     cold_roots: tuple[Path, ...] = (),
+    pipelines: dict[str, Pipeline] | None = None,
+    notes: list[str] | None = None,
 ) -> list[LoaderRow]:
-    """Every set in each of its transports, the loaders :func:`loader_plan` names. A set
-    read as int16 too is read as float32 at the largest batch size only: the transport
-    changes the bytes handed over, not how batch size or workers scale. With
-    ``cold_roots``, those files' cached pages are dropped before every timed run."""
-    rows = []
+    """Every set in each of its transports, the loaders its plan names, then each of
+    ``pipelines`` at the largest batch size; every repeat runs them all in turn, so a slow
+    spell hits every row alike. A set read as int16 too is read as float32 at the largest
+    batch size only: the transport changes the bytes handed over, not how batch size or
+    workers scale. With ``cold_roots``, those files' cached pages are dropped before every
+    timed run. A pipeline that cannot be imported or fails is left out, with a line in
+    ``notes``."""
     pin = device.startswith("cuda")
+    jobs: list[_Job] = []
     for name, source in sets.items():
         for dtype in source.dtypes:
             dataset = source(dtype)
-            n = len(dataset)
             sizes = batch_sizes
             if dtype != "int16" and "int16" in source.dtypes:
                 sizes = [max(batch_sizes)]
-            plan = [
-                LoaderRow(name, dtype, w, b, 0.0, 0.0, repeats, is_threads, shared)
-                for w, b, is_threads, shared in loader_plan(
-                    workers, sizes, threads, isinstance(dataset, IterableDataset)
-                )
-            ]
-            runs: list[list[tuple[float, float]]] = [[] for _ in plan]
-            for _ in range(repeats):  # alternated, so a slow spell hits every setting alike
-                for row, timings in zip(plan, runs, strict=True):
-                    if cold_roots:
-                        drop(*cold_roots)
-                    loader = build_loader(row, dataset, pin=pin)
-                    batches = max(4, n // row.batch_size)
-                    timings.append(time_loader(loader, device, max_seconds, batches))
-            for row, timings in zip(plan, runs, strict=True):
-                row.items_per_second = statistics.median(r[0] for r in timings)
-                row.audio_seconds_per_second = statistics.median(r[1] for r in timings)
-                rows.append(row)
+            plan = source.plan(workers, sizes, threads, isinstance(dataset, IterableDataset))
+            for w, b, is_threads, shared in plan:
+                row = LoaderRow(name, dtype, w, b, 0.0, 0.0, repeats, is_threads, shared)
+                jobs.append(_Job(row, partial(build_loader, row, dataset, pin=pin), len(dataset)))
+    for pipeline in (pipelines or {}).values():
+        row = pipeline.row(max(batch_sizes), repeats)
+        jobs.append(_Job(row, partial(pipeline.loader, row.batch_size), pipeline.items, True))
+    for _ in range(repeats):
+        for job in jobs:
+            if job.left_out:
+                continue
+            if cold_roots:
+                drop(*cold_roots)
+            batches = max(4, job.items // job.row.batch_size)
+            try:
+                job.timings.append(time_loader(job.make(), device, max_seconds, batches))
+            except Exception as exc:  # another system's failure leaves its row out, noted
+                if not job.optional:
+                    raise
+                job.left_out = _left_out(job.row.name, exc)
+                log.warning("%s", job.left_out)
+                if notes is not None:
+                    notes.append(job.left_out)
+    rows = []
+    for job in jobs:
+        if job.timings and not job.left_out:
+            job.row.items_per_second = statistics.median(r[0] for r in job.timings)
+            job.row.audio_seconds_per_second = statistics.median(r[1] for r in job.timings)
+            rows.append(job.row)
     return rows
+
+
+@dataclass
+class _Job:
+    """One row of the sweep: how to build its loader, and its timings so far."""
+
+    row: LoaderRow
+    make: Callable[[], Iterable[dict]]
+    items: int
+    optional: bool = False  # another system's: a failure leaves the row out, noted
+    timings: list[tuple[float, float]] = field(default_factory=list)
+    left_out: str = ""
 
 
 def decoded_mix(originals: Path) -> str:
@@ -225,6 +318,11 @@ def dataset_builders(
     readers' default for it is not theirs to rely on."""
     audio_only = (("with_mel", False),)
     crop = f"{segment_seconds:g} s crops"
+    one_setting = {}  # compared with memmap at one setting, where the shard phase wrote it
+    if (sharded / "tensordict").is_dir():
+        one_setting["tensordict"] = Source(
+            sharded / "tensordict", dtypes=("int16",), one_setting=True
+        )
     return {
         "memmap": Source(sharded / "memmap"),
         "hdf5": Source(sharded / "hdf5", audio_only),
@@ -236,6 +334,7 @@ def dataset_builders(
         f"on-the-fly, {decoded_mix(originals)} (decode + resample, {crop})": Source(
             originals, (("crop_seconds", segment_seconds),), dtypes=("float32",)
         ),
+        **one_setting,
     }
 
 
@@ -270,6 +369,16 @@ def best_rows(rows: list[LoaderRow]) -> dict[str, LoaderRow]:
     return best
 
 
+def one_setting_names(rows: list[LoaderRow]) -> list[str]:
+    """The rows measured at one setting only (other systems', tensordict), in order."""
+    counts = Counter(r.name for r in rows)
+    return [name for name in counts if counts[name] == 1]
+
+
+def _column(row: LoaderRow) -> tuple:
+    return (row.via, row.threads, row.workers, row.shared)
+
+
 def loader_tables(rows: list[LoaderRow]) -> str:
     best = best_rows(rows)
     baseline = baseline_row(best)
@@ -284,27 +393,20 @@ def loader_tables(rows: list[LoaderRow]) -> str:
             f"| {row.parallelism} | {row.batch_size} | {row.dtype} | {ratio:.0f}x |"
         )
     lines += ["", "Items/s by parallelism (best batch size and transport for each):", ""]
-    columns = sorted({(r.threads, r.workers, r.shared) for r in rows})
-    names = [
-        f"{w} threads" if t else workers_text(w) + (", shared slots" if s else "")
-        for t, w, s in columns
-    ]
-    lines.append("| format | " + " | ".join(names) + " |")
+    label = {_column(r): r.parallelism for r in rows}
+    columns = sorted(label)
+    lines.append("| format | " + " | ".join(label[c] for c in columns) + " |")
     lines.append("|---|" + "---:|" * len(columns))
     for name in best:
         cells = []
         for column in columns:
-            found = [
-                r.items_per_second
-                for r in rows
-                if r.name == name and (r.threads, r.workers, r.shared) == column
-            ]
+            found = [r.items_per_second for r in rows if r.name == name and _column(r) == column]
             cells.append(f"{max(found):,.0f}" if found else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def returns_line(row: LoaderRow, source: Source) -> str:
+def returns_line(row: LoaderRow, source: Source | Pipeline) -> str:
     """What the recommended loader's batches hold."""
     if source.returns != "audio":
         return f'Its batches hold {source.returns} (`batch["mel"]`), float32.'
@@ -319,13 +421,13 @@ def returns_line(row: LoaderRow, source: Source) -> str:
 def recommendation(
     rows: list[LoaderRow],
     cpu_count: int,
-    sources: dict[str, Source],
+    sources: dict[str, Source | Pipeline],
     pin_memory: bool = False,
     bold: bool = True,
 ) -> tuple[str, str]:
     """Plain words (which format, parallelism and batch size, and why, from this run) and
-    the code line that builds that loader."""
-    best = best_rows(rows)
+    the code line that builds that loader; other ecosystems' rows are not candidates."""
+    best = best_rows([r for r in rows if not r.compared])
     top = max(best.values(), key=lambda r: r.items_per_second)
     baseline = baseline_row(best)
 
@@ -366,4 +468,7 @@ def recommendation(
             "(`batch_loader(..., shared_slots=True)`); the DataLoader's own hand-over, a "
             "fresh shared-memory segment per batch, is the column without them."
         )
-    return " ".join(lines), loader_code(top, sources[top.name], pin_memory)
+    source = sources[top.name]
+    if isinstance(source, Pipeline):
+        return " ".join(lines), source.code(top.batch_size)
+    return " ".join(lines), loader_code(top, source, pin_memory)

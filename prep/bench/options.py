@@ -34,6 +34,20 @@ def parse_segment(text: str) -> float:
     return seconds
 
 
+def check_tensorboard(logdir: Path) -> None:
+    """``--tensorboard DIR``: refused before any work when it cannot be written at the end
+    (lightning or tensorboard missing, or DIR is a file)."""
+    import importlib.util
+
+    missing = [m for m in ("lightning", "tensorboard") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"--tensorboard needs {' and '.join(missing)} (pip install 'audioprep[lightning]')"
+        )
+    if logdir.exists() and not logdir.is_dir():
+        raise UsageError(f"--tensorboard {logdir}: is a file, not a folder")
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """``--batch-sizes 16,32,64``: whole numbers of 1 or more, each once, in order."""
     sizes = []
@@ -58,12 +72,15 @@ class BenchOptions:
     cold: bool = False  # drop the files' cached pages before each timed run
     segment: str = "5s"
     batch_sizes: tuple[int, ...] = ()  # the loader sweep's; empty: the mode's own
+    tensorboard: Path | None = None  # also write results.csv as TensorBoard scalars here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
         parse_segment(self.segment)
         if any(b < 1 for b in self.batch_sizes):
             raise UsageError("--batch-sizes must be whole numbers of 1 or more")
+        if self.tensorboard is not None:
+            check_tensorboard(self.tensorboard)
 
     @property
     def quick(self) -> bool:

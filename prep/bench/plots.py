@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from prep.bench.loader_bench import LoaderRow, best_rows  # noqa: E402
+from prep.bench.loader_bench import LoaderRow, best_rows, one_setting_names  # noqa: E402
 from prep.bench.step_bench import StepRow  # noqa: E402
 
 PANEL_COLUMNS = 3
@@ -113,17 +113,20 @@ def _data_stall(rows: list[StepRow], path: Path) -> Path:
 
 
 def plot_all(out: Path, loader_rows: list[LoaderRow], step_rows: list[StepRow]) -> list[Path]:
-    """Every plot the rows support; a plot with one category per panel is left out."""
+    """Every plot the rows support; a plot with one category per panel is left out, and
+    rows measured at one setting only appear in the plot by format."""
+    single = set(one_setting_names(loader_rows))
+    swept = [r for r in loader_rows if r.name not in single]
     paths = [
         _bars_by(
-            loader_rows,
+            swept,
             _parallelism_label,
             _parallelism_order,
             "Throughput by parallelism",
             out / "throughput_by_workers.png",
         ),
         _bars_by(
-            loader_rows,
+            swept,
             lambda r: str(r.batch_size),
             lambda r: (r.batch_size,),
             "Throughput by batch size",

@@ -15,8 +15,11 @@ from loaders import batch_loader
 from prep.bench.cache import describe, warm
 from prep.bench.convert_bench import (
     ConvertRow,
+    DecodeRow,
     MemoryRow,
     audio_seconds,
+    decode_samples,
+    measure_decoders,
     measure_memory,
     measure_set,
 )
@@ -24,12 +27,14 @@ from prep.bench.estimate import expected_line, expected_phases
 from prep.bench.loader_bench import (
     MEL_NAME,
     LoaderRow,
+    Pipeline,
     Source,
     best_rows,
     build_loader,
     dataset_builders,
     loader_tables,
     measure_loaders,
+    one_setting_names,
     raw_ceiling,
     recommendation,
 )
@@ -38,6 +43,7 @@ from prep.bench.phases import Phase, PhaseClock
 from prep.bench.plots import plot_all
 from prep.bench.shard_bench import (
     ShardRow,
+    bench_formats,
     ensure_converted,
     measure_shard,
     shard_table,
@@ -50,6 +56,7 @@ from prep.bench.step_bench import (
     measure_steps,
     step_table,
 )
+from prep.bench.systems import DATASETS_NAME, LHOTSE_NAME, other_loaders
 from prep.democorpus import (
     CorpusSpec,
     corpus_files,
@@ -123,8 +130,10 @@ class BenchResults:
     ceiling: float
     steps: list[StepRow]
     device: str
-    sources: dict[str, Source]
+    sources: dict[str, Source | Pipeline]
     phases: list[Phase] = field(default_factory=list)
+    decode: list[DecodeRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what this run left out, and why
 
 
 def write_results(out: Path, results: BenchResults) -> None:
@@ -141,6 +150,8 @@ def write_results(out: Path, results: BenchResults) -> None:
             ("decode only, one core", row.decode_only_speed),
         ):
             records.append(("convert", row.name, method, "x_real_time", f"{speed:.1f}"))
+    for d in results.decode:
+        records.append(("decode", d.sample, d.decoder, "x_real_time", f"{d.speed:.1f}"))
     for mem in results.memory:
         hours = f"{mem.audio_seconds / 3600:.2f} h file"
         records.append(("memory", hours, mem.name, "peak_rss_mb", f"{mem.peak_rss_mb:.0f}"))
@@ -187,6 +198,28 @@ def convert_table(rows: list[ConvertRow], jobs: int, quick: bool) -> str:
     return "\n".join(lines)
 
 
+def decode_table(rows: list[DecodeRow]) -> str:
+    if not rows:
+        return "(no decoding measured)"
+    decoders = list(dict.fromkeys(r.decoder for r in rows))
+    lines = [
+        "| sample | audio | " + " | ".join(decoders) + " |",
+        "|---|---:|" + "---:|" * len(decoders),
+    ]
+    for sample in dict.fromkeys(r.sample for r in rows):
+        speed = {r.decoder: r for r in rows if r.sample == sample}
+        cells = [f"{speed[d].speed:.0f}x" if d in speed else "-" for d in decoders]
+        seconds = next(iter(speed.values())).audio_seconds
+        lines.append(f"| {sample} | {seconds / 60:.1f} min | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def notes_text(notes: list[str]) -> str:
+    if not notes:
+        return ""
+    return "\nLeft out of this run:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
 def memory_table(rows: list[MemoryRow], quick: bool) -> str:
     if not rows:
         return "(no long file measured)"
@@ -208,6 +241,47 @@ def phase_table(phases: list[Phase]) -> str:
     cpu = sum(p.cpu_seconds for p in phases)
     lines.append(f"| total | {wall:.0f} s | {cpu:.0f} s |")
     return "\n".join(lines)
+
+
+ECOSYSTEM_CALLS = {
+    LHOTSE_NAME: f"{LHOTSE_NAME} (`SimpleCutSampler(cuts, max_cuts=batch)`, `collate_audio`)",
+    DATASETS_NAME: (
+        f'{DATASETS_NAME} (`load_dataset("parquet", data_dir=hf/)`, each item decoded by '
+        "torchcodec, a torch DataLoader)"
+    ),
+}
+
+
+def other_systems_text(rows: list[LoaderRow]) -> str:
+    """What the rows measured at one setting are, when this run has any."""
+    names = {r.name for r in rows}
+    single = one_setting_names(rows)
+    if not single:
+        return ""
+    batch = max(r.batch_size for r in rows if r.name in single)
+    parts = [
+        f"\nMeasured at one setting, batch {batch}, alternated with the rows above: "
+        + ", ".join(single)
+        + "."
+    ]
+    if "tensordict" in names:
+        parts.append(
+            '`tensordict` is `open_dataset("tensordict", dtype="int16")` through '
+            "`batch_loader` with no workers."
+        )
+    if any(r.via == "DALI" for r in rows):
+        parts.append(
+            'The DALI rows are `loaders.dali_loader(folder, batch, shuffle=True, dtype="int16", '
+            "num_threads=2)`: DALI's own readers (memmap fed by our batch reads), its two "
+            "threads in this process; the mel one makes log-mel in the pipeline too."
+        )
+    compared = [r.name for r in rows if r.compared]
+    if compared:
+        parts.append(
+            "Other ecosystems' own loaders, shown for comparison and never recommended, in "
+            "this process, float32: " + "; ".join(ECOSYSTEM_CALLS[n] for n in compared) + "."
+        )
+    return " ".join(parts) + "\n"
 
 
 def recommendation_block(options: BenchOptions, results: BenchResults) -> str:
@@ -265,6 +339,16 @@ The ffmpeg side runs `ffmpeg -i IN -ac 1 -ar 16000 -sample_fmt s16 OUT.wav` once
 (libsndfile; PyAV for Vorbis and Opus), with no mixdown, resampling or writing: the
 ceiling for in-process decoding.
 
+## Decode only: in process against a decoder process
+
+{decode_table(results.decode)}
+
+Audio-seconds per CPU-second ("x real time" on one core), the decoder's own process
+included: every block decoded (`open_audio(path, decoder)`), nothing else, the decoders
+alternated on the same files: prep's pick (libsndfile; PyAV for Vorbis and Opus), an
+`ffmpeg` process piping to it, and a `gst-launch-1.0` process (`--decoder gstreamer`). On
+the clips starting a process per file dominates; the long file shows each codec path's rate.
+
 ## Peak memory converting one long file
 
 {memory_table(results.memory, options.quick)}
@@ -294,6 +378,7 @@ and its conversion to float32 is the device's step. The raw ceiling, numpy readi
 same bytes from page cache in random batches of 32, is {results.ceiling:,.0f} items/s: the
 best loader reaches {100 * top.items_per_second / results.ceiling:.0f}% of it.
 
+{other_systems_text(results.loader)}{notes_text(results.notes)}
 {image("throughput_by_format", "throughput by format")}
 {image("throughput_by_workers", "throughput by workers")}
 {image("throughput_by_batch_size", "throughput by batch size")}
@@ -327,6 +412,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or default_jobs()
     clock = PhaseClock()
+    notes: list[str] = []
     sets, long_file, corpus_root = _sets(options, clock)
     work = out / "work"
     convert_rows = []
@@ -334,6 +420,11 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
         for name, root in sets:
             log.info("measuring convert: %s", name)
             convert_rows.append(measure_set(name, root, work, jobs, options.repeats, options.cold))
+    log.info("measuring decoding alone")
+    with clock.phase("decode only"):
+        decode_rows = measure_decoders(
+            _decode_samples(options, corpus_root), options.repeats, notes
+        )
     memory_rows = []
     if long_file is not None:
         log.info("measuring peak memory on %s", long_file.name)
@@ -351,6 +442,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
             options.segment,
             keep=out / "shards",
             from_original=not options.quick,  # five more process start-ups: not a smoke test's
+            formats=bench_formats(notes, quick=options.quick),
         )
     shutil.rmtree(work, ignore_errors=True)
     device = options.resolved_device()
@@ -358,6 +450,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     shards = out / "shards"  # the shard phase's own runs, from the converted set
     originals = corpus_root / "clips" if (corpus_root / "clips").exists() else corpus_root
     sources = dataset_builders(shards, originals, options.segment_seconds)
+    pipelines = other_loaders(shards, work / "datasets-cache")
     workers, batch_sizes, seconds = options.loader_grid()
     with clock.phase("loaders"):
         if not options.cold:
@@ -370,15 +463,27 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
             device=device,
             max_seconds=seconds,
             cold_roots=(shards, originals) if options.cold else (),
+            pipelines=pipelines,
+            notes=notes,
         )
         ceiling = raw_ceiling(shards / "memmap" / "audio.npy")
+    shutil.rmtree(work, ignore_errors=True)
     log.info("measuring training steps")
     with clock.phase("training steps"):
         step_rows = measure_training(
             shards, sources, loader_rows, device, options.steps, options.step_batch
         )
     results = BenchResults(
-        convert_rows, memory_rows, shard_rows, loader_rows, ceiling, step_rows, device, sources
+        convert_rows,
+        memory_rows,
+        shard_rows,
+        loader_rows,
+        ceiling,
+        step_rows,
+        device,
+        {**sources, **pipelines},
+        decode=decode_rows,
+        notes=notes,
     )
     with clock.phase("plots"):
         for name in PLOTS:  # a plot this run does not draw must not survive from an older one
@@ -387,9 +492,49 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     results.phases = clock.phases
     write_results(out, results)
     report = write_report(out, options, results)
+    if options.tensorboard is not None:
+        log_tensorboard(out / "results.csv", options.tensorboard)
     summary = loader_tables(loader_rows).split("\n\n")[0]
     lead = f"{QUICK_NOTE}\n\n" if options.quick else ""
     return report, lead + summary + "\n\n" + recommendation_block(options, results)
+
+
+def _decode_samples(options: BenchOptions, corpus_root: Path) -> dict[str, list[Path]]:
+    """A few clips and one long file of the demo corpus (its long mp3s: its main codec);
+    with ``--src``, a few of its files and its longest."""
+    if options.src is not None:
+        paths = [s.path for s in discover(options.src)]
+        return decode_samples(paths, [max(paths, key=lambda p: audio_seconds([p]))])
+    clips = [s.path for s in discover(corpus_root / "clips")]
+    return decode_samples(clips, [s.path for s in discover(corpus_root / "long" / "mp3")])
+
+
+def log_tensorboard(results_csv: Path, logdir: Path) -> None:
+    """``results.csv``'s figures as TensorBoard scalars at step 0, through
+    :func:`loaders.lightning.log_bench_scalars`. A stall "within noise" has no number: it
+    is left out of the copy handed over, not written as 0."""
+    from loaders.lightning import log_bench_scalars  # lightning and tensorboard: only here
+
+    with open(results_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    numeric = [rows[0]] + [r for r in rows[1:] if _is_number(r[4])]
+    logdir.mkdir(parents=True, exist_ok=True)
+    copy = logdir / "results-numeric.csv"
+    with open(copy, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(numeric)
+    try:
+        count = log_bench_scalars(copy, logdir, step=0)
+    finally:
+        copy.unlink(missing_ok=True)
+    log.info("tensorboard: %d scalars in %s (tensorboard --logdir %s)", count, logdir, logdir)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def measure_training(
@@ -400,8 +545,13 @@ def measure_training(
     steps: int,
     batch_size: int = 32,
 ) -> list[StepRow]:
-    """Both consumers, each loader at its best setting from the sweep, at ``batch_size``."""
-    best = best_rows(loader_rows)
+    """Both consumers, each loader at its best setting from the sweep, at ``batch_size``
+    (the rows measured at one setting, and other systems', are not fed to the steps)."""
+    best = {
+        name: row
+        for name, row in best_rows(loader_rows).items()
+        if name in sources and not sources[name].one_setting
+    }
     pin = device.startswith("cuda")
     fmt = json.loads((shards / "mel" / "format.json").read_text(encoding="utf-8"))
 

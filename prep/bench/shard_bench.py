@@ -1,8 +1,10 @@
-"""Shard cost: each format from the converted set, and all formats in one call against one
-call per format. Each run is a fresh ``prep shard`` process, as a user would run it."""
+"""Shard cost: each format from the converted set, and the four audio formats in one call
+against one call per format. Each run is a fresh ``prep shard`` process, as a user would
+run it; the loader phase reads the folders these runs wrote."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import time
@@ -10,9 +12,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prep.bench.convert_bench import prep_command
-from prep.writers import get_writer, writer_names
+from prep.writers import writer_names
 
-FORMATS = writer_names()  # every registered format
+COMPARED_FORMATS = ("segments", "webdataset", "hdf5", "memmap")
+"""The audio formats written in one call against one call each: the same bytes either way."""
+LOADER_FORMATS = ("tensordict", "lhotse_shar", "hf")
+"""Formats sharded for the loader rows only (one timed run each, not in the comparison);
+those not registered (``hf`` before its writer lands) are left out."""
+
+
+ALL_FORMATS = ("segments", "mel", "webdataset", "hdf5", "memmap", *LOADER_FORMATS)
+NEEDS = {"tensordict": "tensordict", "hf": "pyarrow"}
+"""The module a format's writer imports: without it, the format is left out, noted."""
+NOT_IN_QUICK = {
+    "tensordict": "importing tensordict takes 5-10 s, in the shard run and again in the "
+    "loader's, more than a smoke test's share"
+}
+
+
+def bench_formats(notes: list[str] | None = None, quick: bool = False) -> tuple[str, ...]:
+    """Every format the bench shards, each by its own ``prep shard`` run: the compared
+    audio formats, mel, and the registered formats other systems' loaders read, where
+    their writer's system is installed (else a line in ``notes``)."""
+    formats = []
+    for name in (n for n in ALL_FORMATS if n in writer_names()):
+        module = NEEDS.get(name)
+        reason = ""
+        if quick and name in NOT_IN_QUICK:
+            reason = f"not in quick mode: {NOT_IN_QUICK[name]}"
+        elif module and importlib.util.find_spec(module) is None:
+            reason = f"not sharded or read: {module} is not installed"
+        if not reason:
+            formats.append(name)
+        elif notes is not None:
+            notes.append(f"{name}: {reason}")
+    return tuple(formats)
 
 
 @dataclass
@@ -61,16 +95,13 @@ def _run_shard(src: Path, out: Path, formats: tuple[str, ...], segment: str, job
     return time.perf_counter() - started
 
 
-AUDIO_FORMATS = tuple(n for n in FORMATS if not get_writer(n).computes_mel)  # same bytes
-
-
 def _together(label: str, src: Path, work: Path, jobs: int, segment: str, wav_bytes: int):
     """The audio formats (the same bytes either way) written by one call."""
-    seconds = _run_shard(src, work / "together", AUDIO_FORMATS, segment, jobs)
+    seconds = _run_shard(src, work / "together", COMPARED_FORMATS, segment, jobs)
     disk = folder_bytes(work / "together")
     shutil.rmtree(work / "together", ignore_errors=True)
     return ShardRow(
-        f"{len(AUDIO_FORMATS)} audio formats, one call, from {label}", seconds, disk, wav_bytes
+        f"{len(COMPARED_FORMATS)} audio formats, one call, from {label}", seconds, disk, wav_bytes
     )
 
 
@@ -78,7 +109,7 @@ def _separately(label: str, rows: list[ShardRow], wav_bytes: int) -> ShardRow:
     """The audio formats written by one call each: the sum of their own rows."""
     seconds = sum(r.seconds for r in rows)
     disk = sum(r.disk_bytes for r in rows)
-    name = f"{len(AUDIO_FORMATS)} audio formats, one call each, from {label}"
+    name = f"{len(COMPARED_FORMATS)} audio formats, one call each, from {label}"
     return ShardRow(name, seconds, disk, wav_bytes)
 
 
@@ -101,6 +132,7 @@ def measure_shard(
     segment: str = "5s",
     keep: Path | None = None,
     from_original: bool = True,
+    formats: tuple[str, ...] | None = None,
 ) -> list[ShardRow]:
     """One row per format from the converted set, then the audio formats in one call
     against one call each, from the converted set and from the original files.
@@ -110,19 +142,21 @@ def measure_shard(
     in every format, each written alone (HDF5 and webdataset hold audio only). Without
     ``from_original`` (quick mode), the runs from the original files are left out."""
     wav_bytes = folder_bytes(converted) - sum(p.stat().st_size for p in converted.glob("*.jsonl"))
-    rows = _each_format(converted, work / "converted", FORMATS, jobs, segment, wav_bytes)
-    audio_rows = [r for r in rows if r.name in AUDIO_FORMATS]
+    formats = bench_formats() if formats is None else formats
+    rows = _each_format(converted, work / "converted", formats, jobs, segment, wav_bytes)
+    audio_rows = [r for r in rows if r.name in COMPARED_FORMATS]
     rows.append(_together("converted WAV", converted, work, jobs, segment, wav_bytes))
     rows.append(_separately("converted WAV", audio_rows, wav_bytes))
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-        for name in FORMATS:
+        for name in ALL_FORMATS:  # none left from an older run, to be read as this one's
             shutil.rmtree(keep / name, ignore_errors=True)
+        for name in formats:
             (work / "converted" / name / name).rename(keep / name)
     shutil.rmtree(work / "converted", ignore_errors=True)
     if not from_original:
         return rows
-    each = _each_format(original, work / "original", AUDIO_FORMATS, jobs, segment, 0)
+    each = _each_format(original, work / "original", COMPARED_FORMATS, jobs, segment, 0)
     shutil.rmtree(work / "original", ignore_errors=True)
     rows.append(_together("original audio", original, work, jobs, segment, wav_bytes))
     rows.append(_separately("original audio", each, wav_bytes))

@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import re
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import make_file, run_prep
 from torch.utils.data import IterableDataset
 
-from prep.bench.convert_bench import ConvertRow, MemoryRow
+from prep.bench.convert_bench import ConvertRow, MemoryRow, decode_samples, measure_decoders
 from prep.bench.loader_bench import (
     MEL_NAME,
     LoaderRow,
+    Pipeline,
     Source,
     dataset_builders,
     loader_code,
-    loader_plan,
+    measure_loaders,
+    recommendation,
 )
 from prep.bench.options import BenchOptions
 from prep.bench.phases import Phase
 from prep.bench.plots import plot_all
 from prep.bench.run import QUICK_NOTE, BenchResults, write_report, write_results
-from prep.bench.shard_bench import ShardRow
+from prep.bench.shard_bench import NOT_IN_QUICK, ShardRow, bench_formats
 from prep.bench.step_bench import StepRow, step_table
+from prep.bench.systems import LHOTSE_NAME, other_loaders
+from prep.shard import ShardOptions, shard
+from prep.writers import writer_names
 
 pytestmark = pytest.mark.bench
 
@@ -43,7 +50,8 @@ def _first_batch(code: str) -> dict:
 
 def test_quick_bench_writes_results_and_report(tmp_path):
     out = tmp_path / "bench"
-    proc = run_prep("bench", "--quick", "--out", str(out), check=True)
+    tb = tmp_path / "tb"
+    proc = run_prep("bench", "--quick", "--out", str(out), "--tensorboard", str(tb), check=True)
     assert "about" in proc.stderr and "minute" in proc.stderr  # the estimate, at the start
     assert f"report: {out / 'report.md'}" in proc.stdout
     assert proc.stdout.startswith(QUICK_NOTE)
@@ -70,8 +78,13 @@ def test_quick_bench_writes_results_and_report(tmp_path):
         "ffmpeg -ac 1 -ar 16000",
         "soundfile.read, whole file",
     }
+    decode = {(r["set"], r["method"]) for r in rows if r["step"] == "decode"}
+    assert {m for _, m in decode} == {"prep's pick, in process", "ffmpeg pipe", "gstreamer pipe"}
+    assert {s for s, _ in decode} == {"8 clips of 24", "one long file (long00.mp3)"}
     shard_methods = {r["method"] for r in rows if r["step"] == "shard"}
     assert {"segments", "mel", "webdataset", "hdf5", "memmap"} <= shard_methods
+    assert "lhotse_shar" in shard_methods and "kaldi" not in shard_methods
+    assert "tensordict" not in shard_methods  # its import alone is seconds: not in quick mode
     assert "4 audio formats, one call, from converted WAV" in shard_methods
     assert "4 audio formats, one call each, from converted WAV" in shard_methods
     assert not any("original audio" in m for m in shard_methods)  # not in quick mode
@@ -81,6 +94,20 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     assert "on-the-fly, mixed: 19 mp3, 3 ogg, 2 flac (decode + resample, 5 s crops)" in (
         loader_sets
     )
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "- tensordict: not in quick mode: importing tensordict takes" in report
+    one_setting = {
+        "memmap via DALI": "DALI, 2 threads, batch 8, int16",
+        "segments via DALI": "DALI, 2 threads, batch 8, int16",
+        "webdataset via DALI": "DALI, 2 threads, batch 8, int16",
+        "memmap via DALI, mel in the pipeline": "DALI, 2 threads, batch 8, int16",
+        "lhotse CutSet.from_shar": "0 workers, batch 8, float32",
+    }
+    if "hf" in writer_names():
+        one_setting["datasets with_format(torch)"] = "0 workers, batch 8, float32"
+    for name, method in one_setting.items():  # measured, or left out with a reason
+        measured = {r["method"] for r in rows if r["step"] == "loader" and r["set"] == name}
+        assert measured == {method} or f"- {name}: left out" in report, name
     methods = {r["method"] for r in rows if r["step"] == "loader" and r["set"] == "memmap"}
     assert {
         "0 workers, batch 8, int16",
@@ -98,7 +125,6 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     assert len(steps) >= 7
     assert all(r["value"] == "within noise" or 0 < float(r["value"]) < 100 for r in steps)
 
-    report = (out / "report.md").read_text(encoding="utf-8")
     assert report.splitlines()[2] == f"> {QUICK_NOTE}."
     assert "**" not in report  # nothing in a smoke test is a figure to act on
     assert "samples/s" not in report and "items/s" in report
@@ -117,9 +143,20 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     for png in ("throughput_by_workers", "throughput_by_format", "data_stall"):
         assert (out / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png}.png)" in report
+    assert "## Decode only" in report and "| 8 clips of 24 | 0.2 min |" in report
+    assert "Measured at one setting, batch 8" in report
+    assert "shown for comparison and never recommended" in report
     assert "## Shard" in report and "leaves out the runs from the original audio" in report
     assert "| clips | 24 |" in report and "Peak memory" in report
     assert not (out / "work").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tb))  # results.csv as TensorBoard scalars
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "loader/items_per_s/memmap/0_workers_batch_8_int16" in tags
+    assert "decode/x_real_time/8_clips_of_24/gstreamer_pipe" in tags
+    assert [p.name for p in tb.iterdir() if not p.name.startswith("events.")] == []
 
 
 def test_bench_on_your_own_audio(tmp_path):
@@ -168,16 +205,33 @@ def test_bench_help_says_what_it_measures_and_how_long():
     assert "Examples:" in text and "--batch-sizes 16,32,64" in text
 
 
-def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(sharded_set, converted_set):
+@pytest.fixture(scope="module")
+def bench_shards(sharded_set, converted_set, tmp_path_factory) -> Path:
+    """The session's shards (links) plus the formats only the bench adds, made as
+    ``sharded_set`` is (2 s items, 3 per shard)."""
+    out = tmp_path_factory.mktemp("bench-shards")
+    options = ShardOptions(formats=("tensordict", "lhotse_shar"), segment=32000, shard_size=3)
+    assert shard(converted_set / "conv", out, options).failed == 0
+    for folder in sharded_set.iterdir():
+        if folder.is_dir():
+            (out / folder.name).symlink_to(folder)
+    return out
+
+
+def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(
+    bench_shards, converted_set, tmp_path
+):
     """The code line of every loader the sweep can measure (so recommend) builds that
-    loader, from the paths given, and it returns what the recommendation says."""
-    sources = dataset_builders(sharded_set, converted_set / "src", 2.0)
+    loader, from the paths given, and it returns what the recommendation says: our
+    loaders at every setting of their plan, tensordict at its one, the DALI pipelines."""
+    sources = dataset_builders(bench_shards, converted_set / "src", 2.0)
     assert "on-the-fly, mixed: 4 mp3, 1 flac (decode + resample, 2 s crops)" in sources
+    assert sources["tensordict"].one_setting
     tried = 0
     for name, source in sources.items():
         for dtype in source.dtypes:
             iterable = isinstance(source(dtype), IterableDataset)
-            for workers, batch, threads, shared in loader_plan([0, 1], [3], 2, iterable):
+            for workers, batch, threads, shared in source.plan([0, 1], [3], 2, iterable):
                 row = LoaderRow(name, dtype, workers, batch, 1.0, 1.0, 1, threads, shared)
                 code = loader_code(row, source)
                 assert code.startswith("from loaders import ") and "open_dataset(" in code
@@ -189,6 +243,87 @@ def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(sharded_set,
                 assert len(batch_["key"]) == 3
                 tried += 1
     assert tried >= 30
+    pipelines = other_loaders(bench_shards, tmp_path / "cache")
+    recommendable = {n: p for n, p in pipelines.items() if p.code_line is not None}
+    assert set(recommendable) == {
+        "memmap via DALI",
+        "segments via DALI",
+        "webdataset via DALI",
+        "memmap via DALI, mel in the pipeline",
+    }
+    for name, pipeline in recommendable.items():
+        code = pipeline.code(3)
+        assert code.startswith("from loaders import dali_loader\nloader = dali_loader(")
+        batch_ = _first_batch(code)
+        assert len(batch_["key"]) == 3 and batch_["audio"].dtype == torch.int16
+        assert ("mel" in batch_) == (pipeline.returns != "audio"), name
+
+
+def test_other_ecosystems_are_shown_never_recommended(bench_shards, tmp_path):
+    """A faster Lhotse row is in the table, not the recommendation; a faster DALI row is
+    recommended with its own code line."""
+    pipelines = other_loaders(bench_shards, tmp_path / "cache")
+    sources = {"memmap": Source(bench_shards / "memmap"), **pipelines}
+    rows = [
+        LoaderRow("memmap", "int16", 0, 8, 1000.0, 1.0, 1),
+        pipelines[LHOTSE_NAME].row(8, 1),
+        pipelines["segments via DALI"].row(8, 1),
+    ]
+    rows[1].items_per_second, rows[2].items_per_second = 9000.0, 2000.0
+    words, code = recommendation(rows, 2, sources, bold=False)
+    assert "train from segments via DALI with DALI, 2 threads, batch size 8" in words
+    assert code == pipelines["segments via DALI"].code(8) and "lhotse" not in words
+    rows[2].items_per_second = 500.0
+    words, code = recommendation(rows, 2, sources, bold=False)
+    assert "train from memmap with 0 workers" in words and "open_dataset(" in code
+
+
+def _absent_system():
+    return importlib.import_module("audioprep_bench_no_such_system")
+
+
+def _broken(_opened, _batch_size):
+    raise RuntimeError("pipeline refused the folder\nsecond line")
+
+
+def test_a_system_missing_or_failing_leaves_its_row_out_with_a_note(sharded_set):
+    """Never a crash: the row is left out, the note names it and why, the rest measured."""
+    pipelines = {
+        "absent": Pipeline("absent", 14, _absent_system, _broken),
+        "broken": Pipeline("broken", 14, lambda: None, _broken),
+    }
+    notes: list[str] = []
+    sets = {"memmap": Source(sharded_set / "memmap", dtypes=("int16",))}
+    rows = measure_loaders(sets, [0], [4], 2, max_seconds=0.05, pipelines=pipelines, notes=notes)
+    assert {r.name for r in rows} == {"memmap"} and len(rows) == 2  # no workers, 2 threads
+    assert notes == [
+        "absent: left out, its system is not installed "
+        "(No module named 'audioprep_bench_no_such_system')",
+        "broken: left out, it failed (RuntimeError: pipeline refused the folder)",
+    ]
+
+
+def test_decode_only_without_gstreamer_leaves_its_row_out_with_a_note(
+    converted_set, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gst-launch-1.0; ffmpeg from imageio-ffmpeg
+    notes: list[str] = []
+    clips = sorted((converted_set / "src").rglob("*.mp3"))
+    rows = measure_decoders(decode_samples(clips, clips[-1:]), 1, notes)
+    assert {r.decoder for r in rows} == {"prep's pick, in process", "ffmpeg pipe"}
+    assert {r.sample for r in rows} == {"4 clips of 4", "one long file (utt3.mp3)"}
+    assert all(r.speed > 0 for r in rows)
+    assert len(notes) == 1 and notes[0].startswith(
+        "decode only: no gstreamer pipe row, gst-launch-1.0 is not on PATH (install "
+    )
+
+
+def test_tensorboard_needs_a_folder_before_any_work(tmp_path):
+    out = tmp_path / "bench"
+    (tmp_path / "file").write_text("x")
+    proc = run_prep("bench", "--quick", "--out", str(out), "--tensorboard", str(tmp_path / "file"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --tensorboard ")
+    assert "is a file, not a folder" in proc.stderr and not out.exists()
 
 
 def _results(tmp_path: Path, steps: list[StepRow]) -> tuple[BenchOptions, BenchResults]:
@@ -255,3 +390,15 @@ def test_plots_leave_out_a_panel_of_one_bar_each(tmp_path):
     paths = plot_all(tmp_path, rows, [])
     names = sorted(p.name for p in paths)
     assert names == ["throughput_by_format.png", "throughput_by_workers.png"]
+
+
+def test_the_bench_shards_the_formats_its_rows_read_and_notes_what_it_leaves_out():
+    hf = ("hf",) if "hf" in writer_names() else ()  # read by datasets once registered
+    notes: list[str] = []
+    assert bench_formats(notes) == (
+        *("segments", "mel", "webdataset", "hdf5", "memmap", "tensordict", "lhotse_shar"),
+        *hf,
+    )
+    assert notes == []
+    assert "tensordict" not in bench_formats(notes, quick=True)
+    assert notes == [f"tensordict: not in quick mode: {NOT_IN_QUICK['tensordict']}"]
