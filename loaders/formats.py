@@ -25,6 +25,8 @@ _READERS = {  # format.json's "format" -> its reader
     "webdataset": "loaders.webdataset:WebDatasetShards",
     "hdf5": "loaders.hdf5:HDF5Dataset",
     "memmap": "loaders.memmap:MemmapDataset",
+    "hf": "loaders.hf:HFParquetDataset",
+    "nemo_tarred": "loaders.nemo_tarred:NemoTarredDataset",
 }
 
 

@@ -28,6 +28,8 @@ WRITERS = Registry(
         "webdataset": "prep.writers.webdataset:WebDatasetWriter",
         "hdf5": "prep.writers.hdf5:HDF5Writer",
         "memmap": "prep.writers.memmap:MemmapWriter",
+        "hf": "prep.writers.hf:HFWriter",
+        "nemo_tarred": "prep.writers.nemo_tarred:NemoTarredWriter",
     }
 )
 
