@@ -28,6 +28,8 @@ _READERS = {  # format.json's "format" -> its reader
     "lhotse_shar": "loaders.lhotse_shar:LhotseSharDataset",
     "kaldi": "loaders.kaldi:KaldiDataset",
     "tensordict": "loaders.tensordict:TensorDictDataset",
+    "hf": "loaders.hf:HFParquetDataset",
+    "nemo_tarred": "loaders.nemo_tarred:NemoTarredDataset",
 }
 
 

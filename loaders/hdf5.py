@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from loaders.batched import batch_from_rows
 from loaders.collate import pad_collate
 from loaders.formats import FormatReader
-from loaders.mel_storage import from_storage
+from loaders.mel_storage import feature_frames, from_storage
 from loaders.per_process import PerProcess
 from loaders.sample import FormatError, audio_tensor, check_dtype, check_with_mel, make_sample
 
@@ -67,7 +67,7 @@ def check_hdf5(path: Path, fmt: dict, n: int, fixed: bool, with_mel: bool) -> No
         if with_mel and n:
             mel_dtype, n_mels = np.dtype(fmt.get("mel_dtype", "float32")), fmt["mel"]["n_mels"]
             if fixed:
-                frames = fmt["segment_samples"] // fmt["mel"]["hop_length"] + 1
+                frames = feature_frames(fmt["mel"], fmt["segment_samples"])
                 _expect(path, f, "mel", mel_dtype, (n, n_mels, frames))
             else:
                 mel = _expect(path, f, "mel", mel_dtype, (n_mels, None))

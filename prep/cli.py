@@ -397,6 +397,80 @@ def _mel_options(func: Callable) -> Callable:
     return func
 
 
+def _fbank_options(func: Callable) -> Callable:
+    """``--features`` and Kaldi fbank's knobs (its defaults: ``compute-fbank-feats``'s)."""
+    options = [
+        click.option(
+            "--features",
+            type=_Names("loaders.mel_storage:FEATURES"),
+            default="mel",
+            show_default=True,
+            help="What the mel folder (and the mel of the other formats) holds: log-mel, "
+            "or Kaldi-compatible filterbanks (fbank, the --fbank-* options).",
+        ),
+        click.option(
+            "--fbank-bins",
+            type=click.IntRange(min=1),
+            default=80,
+            show_default=True,
+            help="fbank: mel bins.",
+        ),
+        click.option(
+            "--fbank-frame-length",
+            type=click.FloatRange(min=0.0, min_open=True),
+            default=25.0,
+            show_default=True,
+            help="fbank: frame length (ms).",
+        ),
+        click.option(
+            "--fbank-frame-shift",
+            type=click.FloatRange(min=0.0, min_open=True),
+            default=10.0,
+            show_default=True,
+            help="fbank: frame shift (ms).",
+        ),
+        click.option(
+            "--fbank-low-freq",
+            type=click.FloatRange(min=0.0),
+            default=20.0,
+            show_default=True,
+            help="fbank: bottom of the mel band (Hz).",
+        ),
+        click.option(
+            "--fbank-high-freq",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="fbank: top of the band (Hz); 0 is Nyquist, below 0 that far under it.",
+        ),
+        click.option(
+            "--fbank-dither",
+            type=click.FloatRange(min=0.0),
+            default=0.0,
+            show_default=True,
+            help="fbank: dither (Kaldi's is 1.0); seeded per item, so runs repeat.",
+        ),
+        click.option(
+            "--fbank-window",
+            type=_Names("loaders.mel_storage:FBANK_WINDOWS"),
+            default="povey",
+            show_default=True,
+            help="fbank: window type.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _ms_samples(option: str, ms: float, sample_rate: int) -> int:
+    """Milliseconds as a whole number of samples at ``sample_rate`` (else one error line)."""
+    samples = ms * sample_rate / 1000.0
+    if abs(samples - round(samples)) > 1e-6:
+        _fail(f"{option} {ms:g} ms is not a whole number of samples at --sr {sample_rate}")
+    return round(samples)
+
+
 def _duration(option: str, text: str | None, sample_rate: int) -> int | None:
     from prep.segmenting import parse_duration
 
@@ -469,7 +543,18 @@ SHARD_SECTIONS = {
     "Input and output": ("formats", "sample_rate"),
     "Segmenting": ("segment", "hop", "last", "min_last"),
     "Features (mel)": ("n_mels", "n_fft", "hop_length", "f_min", "f_max", "log_scale", "mel_dtype"),
+    "Features (fbank)": (
+        "features",
+        "fbank_bins",
+        "fbank_frame_length",
+        "fbank_frame_shift",
+        "fbank_low_freq",
+        "fbank_high_freq",
+        "fbank_dither",
+        "fbank_window",
+    ),
     "WebDataset": ("shard_size", "shard_bytes", "shuffle_seed", "codec"),
+    "Hugging Face and NeMo": ("hf_split", "nemo_num_shards", "nemo_world_size"),
     "HDF5": ("hdf5_compression",),
     "Run": _RUN,
 }
@@ -530,6 +615,7 @@ Examples:
     help="Sample rate of the items (Hz); SRC audio at another rate is resampled.",
 )
 @_mel_options
+@_fbank_options
 @click.option(
     "--shard-size",
     type=click.IntRange(min=1),
@@ -565,6 +651,26 @@ Examples:
     show_default=True,
     help="Compression of the HDF5 datasets (lzf: fast; gzip: smaller).",
 )
+@click.option(
+    "--hf-split",
+    default="train",
+    show_default=True,
+    help="hf: the split the Parquet files are named for (load_dataset's split).",
+)
+@click.option(
+    "--nemo-num-shards",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="from --shard-size/--shard-bytes",
+    help="nemo_tarred: tar shards (raised to a multiple of --nemo-world-size).",
+)
+@click.option(
+    "--nemo-world-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="nemo_tarred: GPUs NeMo trains on; the shard count is a multiple of it.",
+)
 @click.option("--overwrite", is_flag=True, help="Rebuild formats that are already complete.")
 @_jobs_option("Worker processes [all cores].")
 @_backend_options
@@ -583,6 +689,13 @@ def shard(
     f_min,
     f_max,
     log_scale,
+    fbank_bins,
+    fbank_frame_length,
+    fbank_frame_shift,
+    fbank_low_freq,
+    fbank_high_freq,
+    fbank_dither,
+    fbank_window,
     quiet,
     verbose,
     progress_every,
@@ -612,6 +725,15 @@ def shard(
             "f_min": f_min,
             "f_max": sample_rate / 2 if f_max is None else f_max,
             "log": log_scale,
+        },
+        fbank={
+            "n_mels": fbank_bins,
+            "win_length": _ms_samples("--fbank-frame-length", fbank_frame_length, sample_rate),
+            "hop_length": _ms_samples("--fbank-frame-shift", fbank_frame_shift, sample_rate),
+            "f_min": fbank_low_freq,
+            "f_max": fbank_high_freq,
+            "dither": fbank_dither,
+            "window": fbank_window,
         },
         **kwargs,
     )

@@ -22,6 +22,7 @@ import numpy as np
 from loaders.audio.errors import DecodeError
 from loaders.audio.quiet import quiet_native_stderr
 from loaders.audio.registry import open_audio
+from loaders.mel_storage import feature_frames
 from prep.shard.options import MEL_DEFAULTS
 from prep.sources import SourceError, discover, is_manifest
 from prep.storage import Location, location
@@ -135,7 +136,7 @@ def _item(fmt: dict) -> dict:
     mel = None
     if isinstance(fmt.get("mel"), dict):
         settings = {**MEL_DEFAULTS, **fmt["mel"]}  # a library run may record only its changes
-        frames = segment // int(settings["hop_length"]) + 1 if fixed else None
+        frames = feature_frames(settings, segment) if fixed else None
         mel = {"dtype": fmt.get("mel_dtype", "float32"), "shape": [settings["n_mels"], frames]}
     return {
         "samples": segment,

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -88,20 +89,31 @@ def _progress_journal(staging: Path) -> Iterator[Callable[[Entry], None]]:
 
 @functools.cache
 def _logmel(config_json: str, threads: int):
+    """The features' module (:class:`loaders.mel.LogMel` or ``Fbank``), once per process."""
     import torch
 
-    from loaders.mel import LogMel
+    from loaders.mel import feature_module
 
     if threads:
         torch.set_num_threads(threads)
-    return LogMel(**json.loads(config_json)).eval()
+    return feature_module(json.loads(config_json)).eval()
 
 
-def _compute_mels(rows: list[np.ndarray], options: ShardOptions, threads: int) -> list[np.ndarray]:
+def _compute_mels(
+    rows: list[np.ndarray], options: ShardOptions, threads: int, keys: list[str]
+) -> list[np.ndarray]:
     import torch
 
-    module = _logmel(json.dumps(options.mel, sort_keys=True), threads)
+    config = options.feature_config
+    module = _logmel(json.dumps(config, sort_keys=True), threads)
     with torch.inference_mode():
+        if config.get("dither"):  # fbank's dither: seeded by the item, so runs repeat
+            mels = []
+            for key, row in zip(keys, rows, strict=True):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(zlib.crc32(key.encode()))
+                    mels.append(module(torch.from_numpy(row)).numpy())
+            return mels
         if len({len(r) for r in rows}) == 1:
             return list(module(torch.from_numpy(np.stack(rows))).numpy())
         return [module(torch.from_numpy(r)).numpy() for r in rows]
@@ -139,8 +151,16 @@ def write_failure(exc: OSError, path: Path | str) -> str:
 def _too_short_for_mel(rows: list[np.ndarray], options: ShardOptions) -> str | None:
     """The reason a file's items cannot have a mel (torch's reflect padding needs more than
     half an FFT), or None."""
-    n_fft = options.mel.get("n_fft", MEL_DEFAULTS["n_fft"])
     shortest = min(len(r) for r in rows)
+    if options.features == "fbank":
+        frame = options.feature_config["win_length"]
+        if shortest >= frame:
+            return None
+        return (
+            f"an item of {shortest} samples is shorter than one fbank frame ({frame} "
+            "samples; --min-last or --last drop leaves such tails out)"
+        )
+    n_fft = options.mel.get("n_fft", MEL_DEFAULTS["n_fft"])
     if shortest > n_fft // 2:
         return None
     return (
@@ -174,7 +194,8 @@ def _source_items(
         reason = _too_short_for_mel(rows, options)
         if reason:
             return reason
-        mels = _compute_mels(rows, options, threads)
+        keys = [item_key(key_source, index) for index in range(len(rows))]
+        mels = _compute_mels(rows, options, threads, keys)
     else:
         mels = [None] * len(rows)
     # a transcript belongs to the whole file (or utterance): a part does not hold all its words

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from loaders.mel_storage import MEL_DTYPES
+from loaders.mel_storage import FBANK_DEFAULTS, FBANK_WINDOWS, FEATURES, MEL_DTYPES
 from prep.errors import UsageError
 from prep.parallel import check_backend
 from prep.segmenting import LAST_POLICIES, min_samples
@@ -49,11 +49,16 @@ class ShardOptions:
     min_last: float = 0.0
     mel: dict = field(default_factory=dict)
     mel_dtype: str = "float32"
+    features: str = "mel"
+    fbank: dict = field(default_factory=dict)
     shard_size: int | None = None
     shard_bytes: int | None = None
     shuffle_seed: int = 0
     codec: str = "wav"
     hdf5_compression: str = "none"
+    hf_split: str = "train"
+    nemo_num_shards: int | None = None
+    nemo_world_size: int = 1
     jobs: int = 0
     overwrite: bool = False
     backend: str = "local"
@@ -67,6 +72,14 @@ class ShardOptions:
     def wants_mel(self) -> bool:
         """Whether a chosen format computes mel (then every format that carries it has it)."""
         return any(get_writer(name).computes_mel for name in self.formats)
+
+    @property
+    def feature_config(self) -> dict:
+        """The settings of the features a run computes (``--features``), as format.json
+        records them under ``mel``: the mel settings as given, or fbank's in full."""
+        if self.features == "fbank":
+            return {**FBANK_DEFAULTS, "sample_rate": self.sample_rate, **self.fbank}
+        return dict(self.mel)
 
     def validate(self) -> None:
         """Every option alone and together, before any work; library callers included.
@@ -98,7 +111,11 @@ class ShardOptions:
             get_writer(name).validate(self)
         if self.mel_dtype not in MEL_DTYPES:
             raise UsageError(f"--mel-dtype must be one of {', '.join(MEL_DTYPES)}")
-        if self.wants_mel or self.mel:
+        if self.features not in FEATURES:
+            raise UsageError(f"--features must be one of {', '.join(FEATURES)}")
+        if self.features == "fbank":
+            self._validate_fbank()
+        elif self.wants_mel or self.mel:
             self._validate_mel()
         check_backend(self.backend, self.scheduler)
         if self.jobs < 0:
@@ -132,6 +149,32 @@ class ShardOptions:
                 f"{mel['n_fft']} (needs more than {mel['n_fft'] // 2})"
             )
 
+    def _validate_fbank(self) -> None:
+        fbank = self.feature_config
+        if fbank["sample_rate"] != self.sample_rate:
+            raise UsageError("the fbank sample rate must be --sr")
+        for name, option in (("n_mels", "bins"), ("win_length", "frame-length"),
+                             ("hop_length", "frame-shift")):  # fmt: skip
+            if not isinstance(fbank[name], int) or fbank[name] < 1:
+                raise UsageError(f"--fbank-{option} must come to 1 sample or more")
+        nyquist = self.sample_rate / 2
+        top = fbank["f_max"] if fbank["f_max"] > 0 else nyquist + fbank["f_max"]
+        if not 0 <= fbank["f_min"] < top <= nyquist:
+            raise UsageError(
+                f"fbank band --fbank-low-freq {fbank['f_min']:g} --fbank-high-freq "
+                f"{fbank['f_max']:g} Hz: need 0 <= low < high <= {nyquist:g} (0 or below "
+                "0: Nyquist minus that)"
+            )
+        if fbank["dither"] < 0:
+            raise UsageError("--fbank-dither must be 0 or more")
+        if fbank["window"] not in FBANK_WINDOWS:
+            raise UsageError(f"--fbank-window must be one of {', '.join(FBANK_WINDOWS)}")
+        if self.wants_mel and self.segment is not None and self.segment < fbank["win_length"]:
+            raise UsageError(
+                f"--segment of {self.segment} samples is shorter than one fbank frame "
+                f"({fbank['win_length']} samples)"
+            )
+
     def format_params(self, name: str) -> dict:
         """What a format's files depend on: stored in its format.json, compared on rerun."""
         params: dict = {
@@ -143,7 +186,9 @@ class ShardOptions:
         }
         writer = get_writer(name)
         if self.wants_mel and writer.carries_mel:
-            params["mel"] = dict(self.mel)
+            if self.features != "mel":  # absent for mel: those folders stay as they were
+                params["features"] = self.features
+            params["mel"] = self.feature_config
             params["mel_dtype"] = self.mel_dtype
         params.update(writer.params(self))
         return params

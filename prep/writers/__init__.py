@@ -31,6 +31,8 @@ WRITERS = Registry(
         "lhotse_shar": "prep.writers.lhotse_shar:LhotseSharWriter",
         "kaldi": "prep.writers.kaldi:KaldiWriter",
         "tensordict": "prep.writers.tensordict:TensorDictWriter",
+        "hf": "prep.writers.hf:HFWriter",
+        "nemo_tarred": "prep.writers.nemo_tarred:NemoTarredWriter",
     }
 )
 

@@ -149,7 +149,7 @@ def _write_file(folder: Path, items: list, rows, options) -> None:
         f.attrs["segment_samples"] = options.segment or 0
         f.attrs["last"] = options.last
         if options.wants_mel:
-            f.attrs["mel"] = json.dumps(options.mel, sort_keys=True)
+            f.attrs["mel"] = json.dumps(options.feature_config, sort_keys=True)
             f.attrs["mel_dtype"] = options.mel_dtype
 
 
