@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prep.bench.loader_bench import loader_plan
 from prep.bench.options import BenchOptions
+from prep.bench.shard_bench import bench_formats
 from prep.parallel import default_jobs
 
 MEASURED_CORES = 2
@@ -17,12 +18,17 @@ CONVERT_RUN = 0.6  # a process starting, per set, method and repeat
 MEMORY_PER_LONG_SECOND = 0.003
 SHARD_RUN = 3.5  # a prep shard process (webdataset and mel import torch)
 SHARD_PER_AUDIO_SECOND = 0.0007  # per run
-SHARD_RUNS = 12  # 7 in quick mode: none from the original files
+SHARD_RUNS_FROM_ORIGINAL = 5  # the four compared formats, each alone and together
+SHARD_SYSTEM_IMPORT = {"tensordict": 8.0}  # a writer whose system is slow to import
 LOADER_OVERHEAD = 0.25  # per timed run: building the loader, workers, the first batch
 STEP_LOADERS = 8
 STEP_LOADER = 1.5  # building a loader and its model
 STEP_SECONDS = 0.2  # one autoencoder or classifier step, batch 32 of 5 s, on this CPU
 LOADER_SETS = {"memmap": 2, "hdf5": 2, "segments": 2, "webdataset": 2, "mel": 1, "on-the-fly": 1}
+ONE_SETTING_ROWS = 6  # tensordict (not in quick), 4 DALI, lhotse; datasets when hf is sharded
+SYSTEM_IMPORTS = 10.0  # importing tensordict, DALI and lhotse once, in the bench process
+DATASETS_OPEN = 8.0  # importing datasets and its Arrow copy of hf/, once
+DECODE_RUN = 0.6  # one decoder over one sample (a few clips or one long file), per repeat
 
 
 def loader_runs(options: BenchOptions) -> int:
@@ -35,6 +41,14 @@ def loader_runs(options: BenchOptions) -> int:
         if dtypes == 2:  # the second transport at the largest batch only
             runs += len(loader_plan(workers, [max(sizes)], 2, iterable))
     return runs * options.repeats
+
+
+def shard_runs(options: BenchOptions) -> tuple[int, float]:
+    """How many ``prep shard`` runs the shard phase makes, and the seconds their systems'
+    imports add."""
+    formats = bench_formats(quick=options.quick)
+    runs = len(formats) + 1 + (0 if options.quick else SHARD_RUNS_FROM_ORIGINAL)
+    return runs, sum(SHARD_SYSTEM_IMPORT.get(name, 0.0) for name in formats)
 
 
 def expected_phases(
@@ -51,10 +65,17 @@ def expected_phases(
     phases["convert and memory"] = (
         options.repeats * (CONVERT_PER_AUDIO_SECOND * audio_seconds * scale + 8 * CONVERT_RUN)
         + MEMORY_PER_LONG_SECOND * long_seconds
+        + 6 * options.repeats * DECODE_RUN  # the decode-only table: 3 decoders, 2 samples
     )
-    runs = 7 if options.quick else SHARD_RUNS
-    phases["shard"] = runs * (SHARD_RUN + SHARD_PER_AUDIO_SECOND * audio_seconds * scale)
-    phases["loaders"] = loader_runs(options) * (seconds + LOADER_OVERHEAD)
+    runs, imports = shard_runs(options)
+    phases["shard"] = imports + runs * (SHARD_RUN + SHARD_PER_AUDIO_SECOND * audio_seconds * scale)
+    formats = bench_formats(quick=options.quick)
+    one_setting = ONE_SETTING_ROWS - ("tensordict" not in formats) + ("hf" in formats)
+    phases["loaders"] = (
+        (loader_runs(options) + one_setting * options.repeats) * (seconds + LOADER_OVERHEAD)
+        + SYSTEM_IMPORTS
+        + ("hf" in formats) * DATASETS_OPEN
+    )
     step = STEP_SECONDS * step_scale * 2 * (options.steps + 2)
     phases["training steps"] = STEP_LOADERS * (STEP_LOADER + step)
     return phases

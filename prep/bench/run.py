@@ -244,7 +244,10 @@ def phase_table(phases: list[Phase]) -> str:
 
 
 ECOSYSTEM_CALLS = {
-    LHOTSE_NAME: f"{LHOTSE_NAME} (`SimpleCutSampler(cuts, max_cuts=batch)`, `collate_audio`)",
+    LHOTSE_NAME: (
+        f"{LHOTSE_NAME} (`SimpleCutSampler(cuts, max_cuts=batch)`, `collate_audio`; in "
+        "order, as a sampler shuffle first buffers up to 10,000 cuts)"
+    ),
     DATASETS_NAME: (
         f'{DATASETS_NAME} (`load_dataset("parquet", data_dir=hf/)`, each item decoded by '
         "torchcodec, a torch DataLoader)"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_file, run_prep
+from helpers import make_file, modules_loaded_by, run_prep
 from torch.utils.data import IterableDataset
 
 from prep.bench.convert_bench import ConvertRow, MemoryRow, decode_samples, measure_decoders
@@ -402,3 +402,8 @@ def test_the_bench_shards_the_formats_its_rows_read_and_notes_what_it_leaves_out
     assert notes == []
     assert "tensordict" not in bench_formats(notes, quick=True)
     assert notes == [f"tensordict: not in quick mode: {NOT_IN_QUICK['tensordict']}"]
+
+
+def test_the_bench_imports_other_systems_only_when_it_measures_them():
+    optional = ("nvidia", "lhotse", "datasets", "tensordict", "lightning", "tensorboard")
+    assert modules_loaded_by("import prep.bench.run", optional) == []
