@@ -369,6 +369,12 @@ def best_rows(rows: list[LoaderRow]) -> dict[str, LoaderRow]:
     return best
 
 
+def _times(ratio: float) -> str:
+    """A ratio to the baseline: whole above 10, one decimal below (a slower row is 0.4x,
+    not 0x)."""
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
 def one_setting_names(rows: list[LoaderRow]) -> list[str]:
     """The rows measured at one setting only (other systems', tensordict), in order."""
     counts = Counter(r.name for r in rows)
@@ -390,7 +396,7 @@ def loader_tables(rows: list[LoaderRow]) -> str:
         ratio = _ratio(row.items_per_second, baseline)
         lines.append(
             f"| {row.name} | {row.items_per_second:,.0f} | {row.audio_seconds_per_second:,.0f} "
-            f"| {row.parallelism} | {row.batch_size} | {row.dtype} | {ratio:.0f}x |"
+            f"| {row.parallelism} | {row.batch_size} | {row.dtype} | {_times(ratio)} |"
         )
     lines += ["", "Items/s by parallelism (best batch size and transport for each):", ""]
     label = {_column(r): r.parallelism for r in rows}
