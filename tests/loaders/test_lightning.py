@@ -197,10 +197,10 @@ def test_the_loader_alone_counts_its_epochs(sh):
 
 
 BENCH_CSV = """step,set,method,metric,value,cpu_count,python,machine,torch,device
-loader,memmap,"2 workers, batch 32, int16",samples_per_s,22956.0,2,3.12,x86_64,2.9,cpu
+loader,memmap,"2 workers, batch 32, int16",items_per_s,22956.0,2,3.12,x86_64,2.9,cpu
 loader,memmap,"2 workers, batch 32, int16",audio_seconds_per_s,114780.0,2,3.12,x86_64,2.9,cpu
-loader,webdataset,"none, batch 32, float32",samples_per_s,2009.0,2,3.12,x86_64,2.9,cpu
-loader,page-cache ceiling,"numpy fancy index, batch 32",samples_per_s,41000.5,2,3.12,x86_64,2.9,cpu
+loader,webdataset,"none, batch 32, float32",items_per_s,2009.0,2,3.12,x86_64,2.9,cpu
+loader,page-cache ceiling,"numpy fancy index, batch 32",items_per_s,41000.5,2,3.12,x86_64,2.9,cpu
 step,autoencoder,"memmap, 2 workers",ideal_ms,3.10,2,3.12,x86_64,2.9,cpu
 step,autoencoder,"memmap, 2 workers",actual_ms,4.25,2,3.12,x86_64,2.9,cpu
 step,autoencoder,"memmap, 2 workers",stall_percent,27.1,2,3.12,x86_64,2.9,cpu
@@ -216,7 +216,7 @@ def test_bench_results_become_tensorboard_scalars(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert "loader/samples_per_s/memmap/2_workers_batch_32_int16" in tags
+    assert "loader/items_per_s/memmap/2_workers_batch_32_int16" in tags
     assert "step/stall_percent/autoencoder/memmap_2_workers" in tags
     assert "step/actual_ms/autoencoder/memmap_2_workers" in tags
     assert len(tags) == 8
