@@ -13,6 +13,33 @@ from prep.convert import ConvertOptions, convert
 from prep.shard import ShardOptions, shard
 
 
+LONGEST_FIRST = (
+    "test_readme.py",
+    "prep/test_bench.py",
+    "prep/test_shard.py",
+    "prep/test_storage.py",
+    "prep/test_dask.py",
+    "prep/test_runs.py",
+)
+"""Test files that take a minute or more, started first: ``make test`` runs whole files on
+each core (``pytest -n auto --dist loadfile``), and a long file started last would run
+alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of :data:`LONGEST_FIRST` first, in that order; every file keeps its own
+    order (the README's blocks run in turn)."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next(
+            (i for i, name in enumerate(LONGEST_FIRST) if path.endswith("/tests/" + name)),
+            len(LONGEST_FIRST),
+        )
+
+    items.sort(key=rank)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """A drifted or broken install stops the run in one line before any test."""
     problem = environment_problem()
