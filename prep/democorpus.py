@@ -92,7 +92,7 @@ class CorpusSpec:
 
     clips: int = 300
     clip_seconds: tuple[float, float] = (3.0, 8.0)
-    long_per_codec: int = 4
+    long_per_codec: int = 2
     long_seconds: tuple[float, float] = (180.0, 720.0)
     sample_rate: int = 44100
     seed: int = 0

@@ -12,7 +12,6 @@ from lockcheck import environment_problem
 from prep.convert import ConvertOptions, convert
 from prep.shard import ShardOptions, shard
 
-
 LONGEST_FIRST = (
     "test_readme.py",
     "prep/test_bench.py",

@@ -21,26 +21,32 @@ SHARD_PER_AUDIO_SECOND = 0.0007  # per run
 SHARD_RUNS_FROM_ORIGINAL = 5  # the four compared formats, each alone and together
 SHARD_SYSTEM_IMPORT = {"tensordict": 8.0}  # a writer whose system is slow to import
 LOADER_OVERHEAD = 0.25  # per timed run: building the loader, workers, the first batch
-STEP_LOADERS = 8
+STEP_LOADERS = 10  # 6 formats, 3 mel ways, DALI's best audio and its mel; tensordict besides
 STEP_LOADER = 1.5  # building a loader and its model
 STEP_SECONDS = 0.2  # one autoencoder or classifier step, batch 32 of 5 s, on this CPU
 LOADER_SETS = {"memmap": 2, "hdf5": 2, "segments": 2, "webdataset": 2, "mel": 1, "on-the-fly": 1}
-ONE_SETTING_ROWS = 6  # tensordict (not in quick), 4 DALI, lhotse; datasets when hf is sharded
+DALI_PIPELINES = 4  # memmap, segments, webdataset, memmap with mel: at 1 thread and at most
+ECOSYSTEM_LOADERS = 1  # lhotse, with no workers and at most; datasets too when hf is sharded
 SYSTEM_IMPORTS = 10.0  # importing tensordict, DALI and lhotse once, in the bench process
 DATASETS_OPEN = 8.0  # importing datasets and its Arrow copy of hf/, once
 DECODE_RUN = 0.6  # one decoder over one sample (a few clips or one long file), per repeat
 
 
 def loader_runs(options: BenchOptions) -> int:
-    """How many timed loader runs the sweep makes (as :func:`measure_loaders` plans)."""
+    """How many timed loader runs the sweep makes (as :func:`measure_loaders` plans), the
+    other systems' settings included."""
     workers, sizes, _ = options.loader_grid()
+    formats = bench_formats(quick=options.quick)
+    sets = {**LOADER_SETS, **({"tensordict": 1} if "tensordict" in formats else {})}
     runs = 0
-    for name, dtypes in LOADER_SETS.items():
+    for name, dtypes in sets.items():
         iterable = name == "webdataset"
         runs += len(loader_plan(workers, sizes, 2, iterable))
         if dtypes == 2:  # the second transport at the largest batch only
             runs += len(loader_plan(workers, [max(sizes)], 2, iterable))
-    return runs * options.repeats
+    settings = len({1, max(1, max(workers))}) * DALI_PIPELINES
+    settings += len({0, max(workers)}) * (ECOSYSTEM_LOADERS + ("hf" in formats))
+    return (runs + settings) * options.repeats
 
 
 def shard_runs(options: BenchOptions) -> tuple[int, float]:
@@ -70,14 +76,14 @@ def expected_phases(
     runs, imports = shard_runs(options)
     phases["shard"] = imports + runs * (SHARD_RUN + SHARD_PER_AUDIO_SECOND * audio_seconds * scale)
     formats = bench_formats(quick=options.quick)
-    one_setting = ONE_SETTING_ROWS - ("tensordict" not in formats) + ("hf" in formats)
     phases["loaders"] = (
-        (loader_runs(options) + one_setting * options.repeats) * (seconds + LOADER_OVERHEAD)
+        loader_runs(options) * (seconds + LOADER_OVERHEAD)
         + SYSTEM_IMPORTS
         + ("hf" in formats) * DATASETS_OPEN
     )
     step = STEP_SECONDS * step_scale * 2 * (options.steps + 2)
-    phases["training steps"] = STEP_LOADERS * (STEP_LOADER + step)
+    step_loaders = STEP_LOADERS + ("tensordict" in formats)
+    phases["training steps"] = step_loaders * (STEP_LOADER + step)
     return phases
 
 

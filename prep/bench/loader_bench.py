@@ -44,16 +44,6 @@ class Source:
     dtypes: tuple[str, ...] = ("int16", "float32")  # the transports it is measured with
     takes_dtype: bool = True
     returns: str = "audio"
-    one_setting: bool = False  # a row to compare at one setting, not swept
-
-    def plan(
-        self, workers: list[int], batch_sizes: list[int], threads: int, iterable: bool
-    ) -> list[tuple[int, int, bool, bool]]:
-        """The settings it is measured at: :func:`loader_plan`'s, or no workers at the
-        largest batch size for a ``one_setting`` row."""
-        if self.one_setting:
-            return [(0, max(batch_sizes), False, False)]
-        return loader_plan(workers, batch_sizes, threads, iterable)
 
     def kwargs(self, dtype: str) -> dict:
         return {**({"dtype": dtype} if self.takes_dtype else {}), **dict(self.options)}
@@ -78,6 +68,10 @@ def workers_text(workers: int) -> str:
     return f"{workers} worker" + ("" if workers == 1 else "s")
 
 
+def threads_text(threads: int) -> str:
+    return f"{threads} thread" + ("" if threads == 1 else "s")
+
+
 @dataclass
 class LoaderRow:
     name: str
@@ -95,7 +89,7 @@ class LoaderRow:
     @property
     def parallelism(self) -> str:
         if self.threads:
-            text = f"{self.workers} threads"
+            text = threads_text(self.workers)
         else:
             text = workers_text(self.workers) + (", shared slots" if self.shared else "")
         return f"{self.via}, {text}" if self.via else text
@@ -184,18 +178,19 @@ def loader_plan(
 @dataclass
 class Pipeline:
     """A loader row that another system's own loader builds (a DALI pipeline, Lhotse's
-    sampler), measured at one setting. ``opener`` imports the system and opens the data,
-    once; ``make`` builds a loader from what it returned and a batch size, per timed run."""
+    sampler), measured at each of ``settings`` at the largest batch size. ``opener``
+    imports the system and opens the data, once; ``make`` builds a loader from what it
+    returned, a batch size and a setting, per timed run."""
 
     name: str
     items: int  # in one epoch, as in the other rows
     opener: Callable[[], object]
-    make: Callable[[object, int], Iterable[dict]]
+    make: Callable[[object, int, int], Iterable[dict]]
     dtype: str = "int16"
-    workers: int = 0  # DataLoader workers, or the system's threads when ``threads``
+    settings: tuple[int, ...] = (0,)  # DataLoader workers, or the system's threads
     threads: bool = False
     via: str = ""
-    code_line: Callable[[int], str] | None = None  # None: shown for comparison only
+    code_line: Callable[[int, int], str] | None = None  # None: shown for comparison only
     returns: str = "audio"
     _opened: object = field(default=None, repr=False)
 
@@ -204,20 +199,33 @@ class Pipeline:
             self._opened = self.opener()
         return self._opened
 
-    def loader(self, batch_size: int) -> Iterable[dict]:
-        return self.make(self.open(), batch_size)
+    def loader(self, batch_size: int, setting: int) -> Iterable[dict]:
+        return self.make(self.open(), batch_size, setting)
 
-    def code(self, batch_size: int) -> str:
-        """The runnable lines that build this loader (rows the recommendation may pick)."""
+    def code(self, row: LoaderRow) -> str:
+        """The runnable lines that build the loader ``row`` measured (rows the
+        recommendation may pick)."""
         if self.code_line is None:
             raise ValueError(f"{self.name} is shown for comparison, not recommended")
-        return self.code_line(batch_size)
+        return self.code_line(row.batch_size, row.workers)
 
-    def row(self, batch_size: int, repeats: int) -> LoaderRow:
-        return LoaderRow(
-            self.name, self.dtype, self.workers, batch_size, 0.0, 0.0, repeats,
-            threads=self.threads, via=self.via, compared=self.code_line is None,
-        )  # fmt: skip
+    def rows(self, batch_size: int, repeats: int) -> list[LoaderRow]:
+        compared = self.code_line is None
+        return [
+            LoaderRow(
+                self.name,
+                self.dtype,
+                setting,
+                batch_size,
+                0.0,
+                0.0,
+                repeats,
+                threads=self.threads,
+                via=self.via,
+                compared=compared,
+            )  # fmt: skip
+            for setting in self.settings
+        ]
 
 
 def _left_out(name: str, exc: BaseException) -> str:
@@ -255,13 +263,14 @@ def measure_loaders(
             sizes = batch_sizes
             if dtype != "int16" and "int16" in source.dtypes:
                 sizes = [max(batch_sizes)]
-            plan = source.plan(workers, sizes, threads, isinstance(dataset, IterableDataset))
+            plan = loader_plan(workers, sizes, threads, isinstance(dataset, IterableDataset))
             for w, b, is_threads, shared in plan:
                 row = LoaderRow(name, dtype, w, b, 0.0, 0.0, repeats, is_threads, shared)
                 jobs.append(_Job(row, partial(build_loader, row, dataset, pin=pin), len(dataset)))
     for pipeline in (pipelines or {}).values():
-        row = pipeline.row(max(batch_sizes), repeats)
-        jobs.append(_Job(row, partial(pipeline.loader, row.batch_size), pipeline.items, True))
+        for row in pipeline.rows(max(batch_sizes), repeats):
+            make = partial(pipeline.loader, row.batch_size, row.workers)
+            jobs.append(_Job(row, make, pipeline.items, True))
     for _ in range(repeats):
         for job in jobs:
             if job.left_out:
@@ -318,11 +327,9 @@ def dataset_builders(
     readers' default for it is not theirs to rely on."""
     audio_only = (("with_mel", False),)
     crop = f"{segment_seconds:g} s crops"
-    one_setting = {}  # compared with memmap at one setting, where the shard phase wrote it
-    if (sharded / "tensordict").is_dir():
-        one_setting["tensordict"] = Source(
-            sharded / "tensordict", dtypes=("int16",), one_setting=True
-        )
+    written_by_some_runs = {}  # left out of quick mode's shard phase
+    if (sharded / "tensordict").is_dir():  # int16 only: memmap's rows show the transports
+        written_by_some_runs["tensordict"] = Source(sharded / "tensordict", dtypes=("int16",))
     return {
         "memmap": Source(sharded / "memmap"),
         "hdf5": Source(sharded / "hdf5", audio_only),
@@ -334,7 +341,7 @@ def dataset_builders(
         f"on-the-fly, {decoded_mix(originals)} (decode + resample, {crop})": Source(
             originals, (("crop_seconds", segment_seconds),), dtypes=("float32",)
         ),
-        **one_setting,
+        **written_by_some_runs,
     }
 
 
@@ -476,5 +483,5 @@ def recommendation(
         )
     source = sources[top.name]
     if isinstance(source, Pipeline):
-        return " ".join(lines), source.code(top.batch_size)
+        return " ".join(lines), source.code(top)
     return " ".join(lines), loader_code(top, source, pin_memory)

@@ -13,7 +13,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from prep.bench.loader_bench import LoaderRow, best_rows, one_setting_names  # noqa: E402
+from prep.bench.loader_bench import (  # noqa: E402
+    LoaderRow,
+    best_rows,
+    one_setting_names,
+    threads_text,
+)
 from prep.bench.step_bench import StepRow  # noqa: E402
 
 PANEL_COLUMNS = 3
@@ -21,7 +26,7 @@ PANEL_COLUMNS = 3
 
 def _parallelism_label(row: LoaderRow) -> str:
     if row.threads:
-        return f"{row.workers} threads"
+        return threads_text(row.workers)
     if row.workers == 0:
         return "no workers"
     word = "worker" if row.workers == 1 else "workers"

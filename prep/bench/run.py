@@ -34,7 +34,6 @@ from prep.bench.loader_bench import (
     dataset_builders,
     loader_tables,
     measure_loaders,
-    one_setting_names,
     raw_ceiling,
     recommendation,
 )
@@ -56,7 +55,7 @@ from prep.bench.step_bench import (
     measure_steps,
     step_table,
 )
-from prep.bench.systems import DATASETS_NAME, LHOTSE_NAME, other_loaders
+from prep.bench.systems import DALI_MEL_NAME, DATASETS_NAME, LHOTSE_NAME, other_loaders
 from prep.democorpus import (
     CorpusSpec,
     corpus_files,
@@ -245,8 +244,10 @@ def phase_table(phases: list[Phase]) -> str:
 
 ECOSYSTEM_CALLS = {
     LHOTSE_NAME: (
-        f"{LHOTSE_NAME} (`SimpleCutSampler(cuts, max_cuts=batch)`, `collate_audio`; in "
-        "order, as a sampler shuffle first buffers up to 10,000 cuts)"
+        f"{LHOTSE_NAME} (`SimpleCutSampler(cuts, max_cuts=batch)`, `collate_audio`, in "
+        "order, as a sampler shuffle first buffers up to 10,000 cuts; with workers as "
+        "Lhotse's Shar recipe has it: `from_shar(..., split_for_dataloading=True)` and the "
+        "sampler in an `IterableDatasetWrapper`, each worker reading shards of its own)"
     ),
     DATASETS_NAME: (
         f'{DATASETS_NAME} (`load_dataset("parquet", data_dir=hf/)`, each item decoded by '
@@ -255,34 +256,33 @@ ECOSYSTEM_CALLS = {
 }
 
 
+def _counts(values: set[int]) -> str:
+    return " and ".join(str(v) for v in sorted(values))
+
+
 def other_systems_text(rows: list[LoaderRow]) -> str:
-    """What the rows measured at one setting are, when this run has any."""
-    names = {r.name for r in rows}
-    single = one_setting_names(rows)
-    if not single:
+    """What the other systems' rows (DALI's, other ecosystems') are, when this run has any."""
+    others = [r for r in rows if r.via or r.compared]
+    if not others:
         return ""
-    batch = max(r.batch_size for r in rows if r.name in single)
-    parts = [
-        f"\nMeasured at one setting, batch {batch}, alternated with the rows above: "
-        + ", ".join(single)
-        + "."
-    ]
-    if "tensordict" in names:
-        parts.append(
-            '`tensordict` is `open_dataset("tensordict", dtype="int16")` through '
-            "`batch_loader` with no workers."
-        )
-    if any(r.via == "DALI" for r in rows):
+    batch = max(r.batch_size for r in others)
+    parts = [f"\nOther systems' loaders ran at batch {batch}, alternated with the rows above."]
+    dali_threads = {r.workers for r in rows if r.via == "DALI"}
+    if dali_threads:
         parts.append(
             'The DALI rows are `loaders.dali_loader(folder, batch, shuffle=True, dtype="int16", '
-            "num_threads=2)`: DALI's own readers (memmap fed by our batch reads), its two "
-            "threads in this process; the mel one makes log-mel in the pipeline too."
+            f"num_threads=N)` with N = {_counts(dali_threads)}: DALI's own readers (memmap fed "
+            "by our batch reads), its threads in this process; the mel one makes log-mel in "
+            "the pipeline too."
         )
-    compared = [r.name for r in rows if r.compared]
+    compared = list(dict.fromkeys(r.name for r in rows if r.compared))
     if compared:
+        workers = {r.workers for r in rows if r.compared}
         parts.append(
-            "Other ecosystems' own loaders, shown for comparison and never recommended, in "
-            "this process, float32: " + "; ".join(ECOSYSTEM_CALLS[n] for n in compared) + "."
+            "Other ecosystems' own loaders, shown for comparison and never recommended, "
+            f"float32, with {_counts(workers)} DataLoader workers: "
+            + "; ".join(ECOSYSTEM_CALLS[n] for n in compared)
+            + "."
         )
     return " ".join(parts) + "\n"
 
@@ -453,8 +453,8 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     shards = out / "shards"  # the shard phase's own runs, from the converted set
     originals = corpus_root / "clips" if (corpus_root / "clips").exists() else corpus_root
     sources = dataset_builders(shards, originals, options.segment_seconds)
-    pipelines = other_loaders(shards, work / "datasets-cache")
     workers, batch_sizes, seconds = options.loader_grid()
+    pipelines = other_loaders(shards, work / "datasets-cache", workers)
     with clock.phase("loaders"):
         if not options.cold:
             warm(shards, originals)
@@ -474,7 +474,7 @@ def run_bench(options: BenchOptions) -> tuple[Path, str]:
     log.info("measuring training steps")
     with clock.phase("training steps"):
         step_rows = measure_training(
-            shards, sources, loader_rows, device, options.steps, options.step_batch
+            shards, sources, pipelines, loader_rows, device, options.steps, options.step_batch
         )
     results = BenchResults(
         convert_rows,
@@ -543,29 +543,35 @@ def _is_number(text: str) -> bool:
 def measure_training(
     shards: Path,
     sources: dict[str, Source],
+    pipelines: dict[str, Pipeline],
     loader_rows: list[LoaderRow],
     device: str,
     steps: int,
     batch_size: int = 32,
 ) -> list[StepRow]:
-    """Both consumers, each loader at its best setting from the sweep, at ``batch_size``
-    (the rows measured at one setting, and other systems', are not fed to the steps)."""
-    best = {
-        name: row
-        for name, row in best_rows(loader_rows).items()
-        if name in sources and not sources[name].one_setting
-    }
+    """Both consumers, each loader at its best setting from the sweep, at ``batch_size``:
+    every format, the fastest DALI pipeline (audio) and DALI's mel pipeline; other
+    ecosystems' loaders are not fed to the steps (shown for comparison only)."""
+    best_of_all = best_rows(loader_rows)
+    best = {name: row for name, row in best_of_all.items() if name in sources}
     pin = device.startswith("cuda")
     fmt = json.loads((shards / "mel" / "format.json").read_text(encoding="utf-8"))
 
     def loader(row: LoaderRow):
+        if row.name in pipelines:
+            return pipelines[row.name].loader(batch_size, row.workers)
         return build_loader(row, sources[row.name](row.dtype), batch_size, pin)
 
-    audio = {
-        f"{name} ({row.parallelism}, {row.dtype})": loader(row)
-        for name, row in best.items()
-        if name != MEL_NAME
-    }
+    def label(row: LoaderRow) -> str:
+        return f"{row.name} ({row.parallelism}, {row.dtype})"
+
+    audio_rows = [row for name, row in best.items() if name != MEL_NAME]
+    dali_audio = [
+        row for row in best_of_all.values() if row.via == "DALI" and row.name != DALI_MEL_NAME
+    ]
+    if dali_audio:
+        audio_rows.append(max(dali_audio, key=lambda r: r.items_per_second))
+    audio = {label(row): loader(row) for row in audio_rows}
     segment = fmt["segment_samples"]
     rows = measure_steps(
         "linear autoencoder", lambda: LinearAutoencoder(segment), audio, device, steps
@@ -584,6 +590,9 @@ def measure_training(
             persistent_workers=True,
         ),
     }
+    if DALI_MEL_NAME in best_of_all:
+        dali_mel = best_of_all[DALI_MEL_NAME]
+        mel_loaders[f"{DALI_MEL_NAME} ({dali_mel.parallelism})"] = loader(dali_mel)
     rows += measure_steps(
         "conv classifier on log-mel",
         MelClassifier,

@@ -21,6 +21,11 @@ LOADER_FORMATS = ("tensordict", "lhotse_shar", "hf")
 those not registered (``hf`` before its writer lands) are left out."""
 
 
+SHARD_ITEMS = 128
+"""``--shard-size`` of every run: a few shards even from the small demo corpus, so each
+worker of a shard-splitting loader (webdataset, Lhotse's Shar recipe) has shards of its
+own, as it would on a real corpus."""
+
 ALL_FORMATS = ("segments", "mel", "webdataset", "hdf5", "memmap", *LOADER_FORMATS)
 NEEDS = {"tensordict": "tensordict", "hf": "pyarrow"}
 """The module a format's writer imports: without it, the format is left out, noted."""
@@ -81,6 +86,8 @@ def _shard_command(src: Path, out: Path, formats: tuple[str, ...], segment: str,
         segment,
         "--format",
         ",".join(formats),
+        "--shard-size",
+        str(SHARD_ITEMS),
         "-j",
         str(jobs),
     )

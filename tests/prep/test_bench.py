@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from prep.bench.loader_bench import (
     Source,
     dataset_builders,
     loader_code,
+    loader_plan,
     measure_loaders,
     recommendation,
 )
@@ -29,7 +31,7 @@ from prep.bench.plots import plot_all
 from prep.bench.run import QUICK_NOTE, BenchResults, write_report, write_results
 from prep.bench.shard_bench import NOT_IN_QUICK, ShardRow, bench_formats
 from prep.bench.step_bench import StepRow, step_table
-from prep.bench.systems import LHOTSE_NAME, other_loaders
+from prep.bench.systems import DATASETS_NAME, LHOTSE_NAME, other_loaders
 from prep.shard import ShardOptions, shard
 from prep.writers import writer_names
 
@@ -96,18 +98,20 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     )
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "- tensordict: not in quick mode: importing tensordict takes" in report
-    one_setting = {
-        "memmap via DALI": "DALI, 2 threads, batch 8, int16",
-        "segments via DALI": "DALI, 2 threads, batch 8, int16",
-        "webdataset via DALI": "DALI, 2 threads, batch 8, int16",
-        "memmap via DALI, mel in the pipeline": "DALI, 2 threads, batch 8, int16",
-        "lhotse CutSet.from_shar": "0 workers, batch 8, float32",
+    dali = {"DALI, 1 thread, batch 8, int16", "DALI, 2 threads, batch 8, int16"}
+    ecosystem = {"0 workers, batch 8, float32", "2 workers, batch 8, float32"}
+    other_systems = {
+        "memmap via DALI": dali,
+        "segments via DALI": dali,
+        "webdataset via DALI": dali,
+        "memmap via DALI, mel in the pipeline": dali,
+        "lhotse CutSet.from_shar": ecosystem,
     }
     if "hf" in writer_names():
-        one_setting["datasets with_format(torch)"] = "0 workers, batch 8, float32"
-    for name, method in one_setting.items():  # measured, or left out with a reason
+        other_systems["datasets with_format(torch)"] = ecosystem
+    for name, methods in other_systems.items():  # measured, or left out with a reason
         measured = {r["method"] for r in rows if r["step"] == "loader" and r["set"] == name}
-        assert measured == {method} or f"- {name}: left out" in report, name
+        assert measured == methods or f"- {name}: left out" in report, name
     methods = {r["method"] for r in rows if r["step"] == "loader" and r["set"] == "memmap"}
     assert {
         "0 workers, batch 8, int16",
@@ -122,7 +126,11 @@ def test_quick_bench_writes_results_and_report(tmp_path):
     assert {"generate demo corpus", "convert", "shard", "loaders", "training steps"} <= phases
     steps = [r for r in rows if r["step"] == "step" and r["metric"] == "stall_percent"]
     assert {r["set"] for r in steps} == {"linear autoencoder", "conv classifier on log-mel"}
-    assert len(steps) >= 7
+    fed_by = {(r["set"], r["method"].split(" (")[0]) for r in steps}
+    assert ("linear autoencoder", "memmap") in fed_by and len(steps) >= 9
+    dali_audio = {m for c, m in fed_by if c == "linear autoencoder" and m.endswith("via DALI")}
+    assert len(dali_audio) == 1  # the fastest DALI pipeline of audio
+    assert ("conv classifier on log-mel", "memmap via DALI, mel in the pipeline") in fed_by
     assert all(r["value"] == "within noise" or 0 < float(r["value"]) < 100 for r in steps)
 
     assert report.splitlines()[2] == f"> {QUICK_NOTE}."
@@ -144,7 +152,7 @@ def test_quick_bench_writes_results_and_report(tmp_path):
         assert (out / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png}.png)" in report
     assert "## Decode only" in report and "| 8 clips of 24 | 0.2 min |" in report
-    assert "Measured at one setting, batch 8" in report
+    assert "Other systems' loaders ran at batch 8" in report
     assert "shown for comparison and never recommended" in report
     assert "## Shard" in report and "leaves out the runs from the original audio" in report
     assert "| clips | 24 |" in report and "Peak memory" in report
@@ -210,7 +218,8 @@ def bench_shards(sharded_set, converted_set, tmp_path_factory) -> Path:
     """The session's shards (links) plus the formats only the bench adds, made as
     ``sharded_set`` is (2 s items, 3 per shard)."""
     out = tmp_path_factory.mktemp("bench-shards")
-    options = ShardOptions(formats=("tensordict", "lhotse_shar"), segment=32000, shard_size=3)
+    formats = ("tensordict", "lhotse_shar", *(["hf"] if "hf" in writer_names() else []))
+    options = ShardOptions(formats=formats, segment=32000, shard_size=3)
     assert shard(converted_set / "conv", out, options).failed == 0
     for folder in sharded_set.iterdir():
         if folder.is_dir():
@@ -223,15 +232,16 @@ def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(
 ):
     """The code line of every loader the sweep can measure (so recommend) builds that
     loader, from the paths given, and it returns what the recommendation says: our
-    loaders at every setting of their plan, tensordict at its one, the DALI pipelines."""
+    loaders at every setting of their plan, tensordict included, and the DALI pipelines at
+    each of theirs."""
     sources = dataset_builders(bench_shards, converted_set / "src", 2.0)
     assert "on-the-fly, mixed: 4 mp3, 1 flac (decode + resample, 2 s crops)" in sources
-    assert sources["tensordict"].one_setting
+    assert sources["tensordict"].dtypes == ("int16",)
     tried = 0
     for name, source in sources.items():
         for dtype in source.dtypes:
             iterable = isinstance(source(dtype), IterableDataset)
-            for workers, batch, threads, shared in source.plan([0, 1], [3], 2, iterable):
+            for workers, batch, threads, shared in loader_plan([0, 1], [3], 2, iterable):
                 row = LoaderRow(name, dtype, workers, batch, 1.0, 1.0, 1, threads, shared)
                 code = loader_code(row, source)
                 assert code.startswith("from loaders import ") and "open_dataset(" in code
@@ -242,8 +252,8 @@ def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(
                     assert str(batch_["audio"].dtype) == f"torch.{dtype}" and "mel" not in batch_
                 assert len(batch_["key"]) == 3
                 tried += 1
-    assert tried >= 30
-    pipelines = other_loaders(bench_shards, tmp_path / "cache")
+    assert tried >= 35
+    pipelines = other_loaders(bench_shards, tmp_path / "cache", [0, 2])
     recommendable = {n: p for n, p in pipelines.items() if p.code_line is not None}
     assert set(recommendable) == {
         "memmap via DALI",
@@ -252,28 +262,59 @@ def test_every_setting_the_bench_can_recommend_has_a_line_that_runs(
         "memmap via DALI, mel in the pipeline",
     }
     for name, pipeline in recommendable.items():
-        code = pipeline.code(3)
-        assert code.startswith("from loaders import dali_loader\nloader = dali_loader(")
-        batch_ = _first_batch(code)
-        assert len(batch_["key"]) == 3 and batch_["audio"].dtype == torch.int16
-        assert ("mel" in batch_) == (pipeline.returns != "audio"), name
+        rows = pipeline.rows(3, 1)
+        assert [(r.workers, r.parallelism) for r in rows] == [
+            (1, "DALI, 1 thread"),
+            (2, "DALI, 2 threads"),
+        ]
+        for row in rows:
+            code = pipeline.code(row)
+            assert code.startswith("from loaders import dali_loader\nloader = dali_loader(")
+            assert f"num_threads={row.workers})" in code or f"num_threads={row.workers}," in code
+            batch_ = _first_batch(code)
+            assert len(batch_["key"]) == 3 and batch_["audio"].dtype == torch.int16
+            assert ("mel" in batch_) == (pipeline.returns != "audio"), name
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("name", [LHOTSE_NAME, DATASETS_NAME])
+def test_other_ecosystems_read_every_item_once_per_epoch(bench_shards, tmp_path, name, workers):
+    """The ecosystems' rows with workers read what they read without: every item of the
+    folder once an epoch (Lhotse's workers each take shards of their own), two epochs."""
+    if name == DATASETS_NAME and "hf" not in writer_names():
+        pytest.skip("the hf format is not registered")
+    folder = bench_shards / {LHOTSE_NAME: "lhotse_shar", DATASETS_NAME: "hf"}[name]
+    manifest = (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    expected = sorted(json.loads(line)["key"] for line in manifest)
+    pipeline = other_loaders(bench_shards, tmp_path / "cache", [0, workers])[name]
+    assert {r.workers for r in pipeline.rows(4, 1)} == {0, workers}
+    loader = pipeline.loader(4, workers)
+    for _ in range(2):
+        keys, lengths = [], []
+        for batch in loader:
+            keys += list(batch["key"])
+            lengths += batch["lengths"].tolist()
+            assert batch["audio"].dtype == torch.float32 and len(batch["key"]) <= 4
+        assert sorted(keys) == expected
+        assert all(n > 0 for n in lengths)
 
 
 def test_other_ecosystems_are_shown_never_recommended(bench_shards, tmp_path):
     """A faster Lhotse row is in the table, not the recommendation; a faster DALI row is
     recommended with its own code line."""
-    pipelines = other_loaders(bench_shards, tmp_path / "cache")
+    pipelines = other_loaders(bench_shards, tmp_path / "cache", [0, 2])
     sources = {"memmap": Source(bench_shards / "memmap"), **pipelines}
     rows = [
         LoaderRow("memmap", "int16", 0, 8, 1000.0, 1.0, 1),
-        pipelines[LHOTSE_NAME].row(8, 1),
-        pipelines["segments via DALI"].row(8, 1),
+        *pipelines[LHOTSE_NAME].rows(8, 1),
+        *pipelines["segments via DALI"].rows(8, 1),
     ]
-    rows[1].items_per_second, rows[2].items_per_second = 9000.0, 2000.0
+    for row, speed in zip(rows[1:], [9000.0, 9500.0, 1500.0, 2000.0], strict=True):
+        row.items_per_second = speed
     words, code = recommendation(rows, 2, sources, bold=False)
     assert "train from segments via DALI with DALI, 2 threads, batch size 8" in words
-    assert code == pipelines["segments via DALI"].code(8) and "lhotse" not in words
-    rows[2].items_per_second = 500.0
+    assert code == pipelines["segments via DALI"].code(rows[4]) and "lhotse" not in words
+    rows[3].items_per_second = rows[4].items_per_second = 500.0
     words, code = recommendation(rows, 2, sources, bold=False)
     assert "train from memmap with 0 workers" in words and "open_dataset(" in code
 
@@ -282,7 +323,7 @@ def _absent_system():
     return importlib.import_module("audioprep_bench_no_such_system")
 
 
-def _broken(_opened, _batch_size):
+def _broken(_opened, _batch_size, _setting):
     raise RuntimeError("pipeline refused the folder\nsecond line")
 
 
