@@ -1,6 +1,6 @@
 """NVIDIA DALI pipelines over ``prep shard`` folders, yielding ``batch_loader``'s batches.
 
-:func:`dali_loader` reads each format the DALI way: ``segments/`` through
+:func:`dali_loader` (:class:`DaliLoader`) reads each format the DALI way: ``segments/`` through
 ``fn.readers.file`` and ``fn.decoders.audio``, ``mel/`` through ``fn.readers.numpy``,
 ``webdataset/`` through ``fn.readers.webdataset`` (with the ``.idx`` files ``prep shard``
 writes), and ``memmap/`` / ``hdf5/`` through ``fn.external_source`` fed by our own batch
@@ -55,18 +55,7 @@ def rank_span(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
     return num_items * rank // world_size, num_items * (rank + 1) // world_size
 
 
-def dali_loader(
-    path: str | Path,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    device: str = "cpu",
-    mel: bool = False,
-    dtype: str = "float32",
-    num_threads: int = 2,
-) -> DaliLoader:
+class DaliLoader:
     """An iterable over ``path`` (a ``prep shard`` format folder) yielding one epoch of
     batches per ``for`` loop, as :func:`~loaders.batched.batch_loader` makes them: ``key``,
     ``sample_rate``, ``lengths``, ``audio`` ``[B, T]`` (float32, or int16 with
@@ -74,14 +63,8 @@ def dali_loader(
     ``mel`` and ``mel_lengths`` from a ``mel/`` folder, or with ``mel=True`` (computed in
     the pipeline with the folder's format.json ``mel`` settings, else
     :class:`~loaders.mel.LogMel`'s defaults). ``device="gpu"`` runs the stages after
-    decoding on this process's CUDA device and yields tensors there."""
-    return DaliLoader(
-        path, batch_size, shuffle, seed, rank, world_size, device, mel, dtype, num_threads
-    )
-
-
-class DaliLoader:
-    """See :func:`dali_loader`. ``len()`` is this rank's batches per epoch."""
+    decoding on this process's CUDA device and yields tensors there. ``len()`` is this
+    rank's batches per epoch."""
 
     def __init__(
         self,
@@ -260,6 +243,10 @@ class DaliLoader:
             mel[row, :, :n] = from_storage(rows[row, :, :n], entry)
         return torch.from_numpy(mel).to(stored.device)
 
+
+dali_loader = DaliLoader
+"""The name the loaders export: ``dali_loader(path, batch_size, ...)`` builds a
+:class:`DaliLoader`."""
 
 _TORCH_TO_NUMPY = {
     torch.float32: np.dtype("float32"),
