@@ -57,6 +57,20 @@ class FormatReader:
     reads_object_storage: ClassVar[bool] = False
     shuffles_itself: ClassVar[bool] = False
 
+    def open_folder(self, folder, dtype: str | None = None) -> None:
+        """What a reader of one local folder sets first: ``folder``, ``format`` and
+        ``entries`` (as :meth:`read_folder` checks them), ``sample_rate``, and ``dtype``
+        (checked) when it hands out audio."""
+        from pathlib import Path
+
+        from loaders.sample import check_dtype
+
+        self.folder = Path(folder)
+        self.format, self.entries = self.read_folder(self.folder)
+        self.sample_rate = int(self.format["sample_rate"])
+        if dtype is not None:
+            self.dtype = check_dtype(dtype)
+
     def read_folder(self, folder) -> tuple[dict, list[dict]]:
         """The folder's format.json and manifest, format.json held to this reader's
         ``format_name`` and ``format_versions`` (a :class:`~loaders.sample.FormatError`)."""

@@ -23,7 +23,7 @@ from loaders.collate import pad_collate
 from loaders.formats import FormatReader
 from loaders.mel_storage import feature_frames, from_storage
 from loaders.per_process import PerProcess
-from loaders.sample import FormatError, audio_tensor, check_dtype, check_with_mel, make_sample
+from loaders.sample import FormatError, audio_tensor, check_with_mel, make_sample
 
 
 def _expect(path: Path, f: h5py.File, name: str, dtype: np.dtype, shape: tuple) -> h5py.Dataset:
@@ -84,11 +84,8 @@ class HDF5Dataset(FormatReader, Dataset):
     def __init__(self, folder: str | Path, dtype: str = "float32", with_mel: bool = False) -> None:
         """``with_mel``: also read each item's stored mel (``mel``, ``mel_lengths`` in a
         batch); off by default, as reading it costs about a third of the audio-only speed."""
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
+        self.open_folder(folder, dtype)
         check_with_mel(self.folder, self.format, with_mel)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
         self.fixed = (
             self.format.get("segment_samples") is not None and self.format["last"] != "keep"
         )

@@ -19,7 +19,6 @@ from loaders.formats import FormatReader
 from loaders.sample import (
     FormatError,
     audio_tensor,
-    check_dtype,
     make_sample,
     read_pcm16,
     stored_samples,
@@ -32,10 +31,7 @@ class HFParquetDataset(FormatReader, Dataset):
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
         import pyarrow.parquet as pq  # only when such a folder is opened
 
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
+        self.open_folder(folder, dtype)
         self._where: list[tuple[str, int, int]] = []  # per item: shard, row group, row in it
         groups: dict[str, list[int]] = {}
         for shard, count in zip(self.format["shards"], self.format["shard_items"], strict=True):

@@ -15,17 +15,14 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from loaders.formats import FormatReader
-from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample, read_pcm16
+from loaders.sample import FormatError, audio_tensor, make_sample, read_pcm16
 
 
 class LhotseSharDataset(FormatReader, Dataset):
     format_name = "lhotse_shar"
 
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
+        self.open_folder(folder, dtype)
         ends: dict[str, int] = {}
         for entry in self.entries:
             try:

@@ -185,9 +185,7 @@ class MelDataset(FormatReader, torch.utils.data.Dataset):
     format_name = "mel"
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
-        self.sample_rate = int(self.format["sample_rate"])
+        self.open_folder(folder)
         config = self.format.get("mel")
         if not isinstance(config, dict) or config.get("sample_rate") != self.sample_rate:
             raise FormatError(

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from loaders.batched import batch_from_rows
 from loaders.formats import FormatReader
 from loaders.per_process import PerProcess
-from loaders.sample import FormatError, audio_tensor, check_dtype, make_sample
+from loaders.sample import FormatError, audio_tensor, make_sample
 
 
 def check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -56,10 +56,7 @@ class MemmapDataset(FormatReader, Dataset):
     reads_into = True
 
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
+        self.open_folder(folder, dtype)
         path = self.folder / self.format.get("file", "audio.npy")
         shape = (len(self.entries), self.format.get("segment_samples"))
         if self.format.get("shape") not in (None, list(shape)):

@@ -19,7 +19,6 @@ from loaders.formats import FormatReader
 from loaders.sample import (
     FormatError,
     audio_tensor,
-    check_dtype,
     make_sample,
     read_pcm16,
     stored_samples,
@@ -30,10 +29,7 @@ class NemoTarredDataset(FormatReader, Dataset):
     format_name = "nemo_tarred"
 
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
+        self.open_folder(folder, dtype)
         shards = self.format.get("shards")
         world = self.format.get("nemo_world_size") or 1
         if not isinstance(shards, list) or len(shards) % world:

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from loaders.formats import FormatReader
-from loaders.sample import audio_tensor, check_dtype, make_sample, read_pcm16, stored_samples
+from loaders.sample import audio_tensor, make_sample, read_pcm16, stored_samples
 
 
 class SegmentsDataset(FormatReader, Dataset):
@@ -17,10 +17,7 @@ class SegmentsDataset(FormatReader, Dataset):
     format_name = "segments"
 
     def __init__(self, folder: str | Path, dtype: str = "float32") -> None:
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
+        self.open_folder(folder, dtype)
 
     def __len__(self) -> int:
         return len(self.entries)

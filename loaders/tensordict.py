@@ -21,7 +21,7 @@ from loaders.batched import batch_from_rows
 from loaders.formats import FormatReader
 from loaders.mel_storage import from_storage
 from loaders.per_process import PerProcess
-from loaders.sample import FormatError, audio_tensor, check_dtype, check_with_mel, make_sample
+from loaders.sample import FormatError, audio_tensor, check_with_mel, make_sample
 
 
 def check_layout(directory: Path, fmt: dict, n: int) -> None:
@@ -64,11 +64,8 @@ class TensorDictDataset(FormatReader, Dataset):
     reads_into = True
 
     def __init__(self, folder: str | Path, dtype: str = "float32", with_mel: bool = False) -> None:
-        self.folder = Path(folder)
-        self.format, self.entries = self.read_folder(self.folder)
+        self.open_folder(folder, dtype)
         check_with_mel(self.folder, self.format, with_mel)
-        self.sample_rate = int(self.format["sample_rate"])
-        self.dtype = check_dtype(dtype)
         self.with_mel = with_mel
         directory = self.folder / self.format.get("directory", "data")
         check_layout(directory, self.format, len(self.entries))
