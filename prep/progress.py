@@ -28,13 +28,14 @@ FOLLOW_SECONDS = 0.25
 """How often :func:`following` reads the journal and moves the clock."""
 
 
-def audio_span(seconds: float) -> str:
-    """Audio time at a scale that does not round a small set to nothing."""
+def audio_span(seconds: float, exact: bool = False) -> str:
+    """Audio time at a scale that does not round a small set to nothing; ``exact`` adds
+    a digit to seconds and hours (a summary, against a progress line)."""
     if seconds < 60:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.{int(exact)}f} s"
     if seconds < 3600:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 3600:.{1 + int(exact)}f} h"
 
 
 def clock_time(seconds: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from manifests import Entry
+from prep.progress import audio_span
 from prep.shard.options import TEXT_DROPPED
 
 
@@ -25,7 +26,7 @@ class ShardSummary:
         if self.written_formats:
             parts = [
                 f"{count_of(self.sources, 'source')} -> {count_of(self.items, 'item')} "
-                f"({_span_text(self.audio_seconds)})"
+                f"({audio_span(self.audio_seconds, exact=True)})"
             ]
         elif self.done_formats:
             parts = [f"{count_of(self.sources, 'source')}; nothing to write"]
@@ -42,12 +43,3 @@ class ShardSummary:
 
 def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _span_text(seconds: float) -> str:
-    """Audio time at a scale that does not round a small set to nothing."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
