@@ -274,12 +274,19 @@ def _tag(*parts: str) -> str:
     return "/".join(re.sub(r"[^\w.+-]+", "_", part.strip()).strip("_") for part in parts)
 
 
+WITHIN_NOISE = "within noise"
+"""A stall in ``prep bench``'s results.csv where the fed step was no slower than the ideal."""
+
+
 def log_bench_scalars(results_csv: str | Path, logdir: str | Path, step: int = 0) -> int:
     """Write every figure of a ``prep bench`` results.csv (loader items/s, training step
     times, data-stall share, per format and method...) as a TensorBoard scalar at
     ``step``, tagged ``STEP/METRIC/SET/METHOD``; return how many were written.
 
     Runs of the bench logged at increasing ``step`` draw each figure as a line over runs.
+    A data stall ``within noise`` (the bench's word for a fed step no slower than the
+    ideal one) has no number and no scalar; any other value that is not a number is a
+    :class:`ValueError`.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -292,6 +299,8 @@ def log_bench_scalars(results_csv: str | Path, logdir: str | Path, step: int = 0
         raise ValueError(f"{results_csv}: no {', '.join(missing)} column (not a bench results.csv)")
     scalars = {}
     for row in rows:
+        if row["value"] == WITHIN_NOISE:
+            continue
         try:
             value = float(row["value"])
         except (TypeError, ValueError):

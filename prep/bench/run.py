@@ -514,30 +514,13 @@ def _decode_samples(options: BenchOptions, corpus_root: Path) -> dict[str, list[
 
 def log_tensorboard(results_csv: Path, logdir: Path) -> None:
     """``results.csv``'s figures as TensorBoard scalars at step 0, through
-    :func:`loaders.lightning.log_bench_scalars`. A stall "within noise" has no number: it
-    is left out of the copy handed over, not written as 0."""
+    :func:`loaders.lightning.log_bench_scalars` (a stall "within noise" has no number,
+    so no scalar: never a 0)."""
     from loaders.lightning import log_bench_scalars  # lightning and tensorboard: only here
 
-    with open(results_csv, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    numeric = [rows[0]] + [r for r in rows[1:] if _is_number(r[4])]
     logdir.mkdir(parents=True, exist_ok=True)
-    copy = logdir / "results-numeric.csv"
-    with open(copy, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(numeric)
-    try:
-        count = log_bench_scalars(copy, logdir, step=0)
-    finally:
-        copy.unlink(missing_ok=True)
+    count = log_bench_scalars(results_csv, logdir, step=0)
     log.info("tensorboard: %d scalars in %s (tensorboard --logdir %s)", count, logdir, logdir)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def measure_training(

@@ -229,6 +229,21 @@ def test_bench_results_become_tensorboard_scalars(tmp_path):
         log_bench_scalars(tmp_path / "other.csv", tmp_path / "tb2")
 
 
+def test_a_stall_within_noise_has_no_scalar_and_other_words_are_refused(tmp_path):
+    """The bench writes "within noise" for a stall it cannot tell from 0: no scalar (never
+    a 0); any other value that is not a number is a broken file."""
+    noise = BENCH_CSV.replace("stall_percent,27.1,", "stall_percent,within noise,")
+    results = tmp_path / "results.csv"
+    results.write_text(noise)
+    assert log_bench_scalars(results, tmp_path / "tb", step=0) == 7
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert "step/stall_percent/autoencoder/memmap_2_workers" not in events.Tags()["scalars"]
+    results.write_text(BENCH_CSV.replace("stall_percent,27.1,", "stall_percent,n/a,"))
+    with pytest.raises(ValueError, match=r"results\.csv: value 'n/a' is not a number"):
+        log_bench_scalars(results, tmp_path / "tb2")
+
+
 IMPORTS_LIGHTNING = (
     r"^\s*(from|import) (lightning|pytorch_lightning|tensorboard|torch\.utils\.tensorboard)\b"
 )
