@@ -318,15 +318,14 @@ def convert(src, out, quiet, verbose, progress_every, **kwargs) -> None:
 
     SRC may also be a Kaldi data dir (wav.scp) or a Lhotse cuts/recordings .jsonl(.gz):
     each utterance keeps its span, text and speaker."""
-    from prep.convert import ConvertOptions, check_paths
+    from prep.convert import ConvertOptions
     from prep.convert import convert as run_convert
 
     _setup_logging(-1 if quiet else (1 if verbose else 0))
     kwargs["extensions"] = tuple(kwargs["extensions"])
     try:
         options = ConvertOptions(**kwargs)
-        options.validate()
-        check_paths(src, out)
+        options.validate()  # paths are checked before the progress line is first drawn
         with _progress("convert", "converting", "files", quiet, progress_every) as progress:
             summary = run_convert(src, out, options, progress)
     except _USER_ERRORS as exc:

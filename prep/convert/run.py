@@ -32,7 +32,7 @@ from prep.parts import PartDone
 from prep.paths import check_out
 from prep.progress import Progress
 from prep.runlock import locked_out
-from prep.sources import discover, plan_output_names, protected_inputs
+from prep.sources import Source, discover, plan_output_names, protected_inputs
 from prep.storage import Location, location
 
 log = logging.getLogger("prep.convert")
@@ -62,12 +62,21 @@ class ConvertSummary:
 CURRENT = "its source, its output and the options it depends on are unchanged"
 
 
-def check_paths(src: Path | str | Location, out: Path | str | Location) -> None:
-    """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written."""
+def check_paths(
+    src: Path | str | Location,
+    out: Path | str | Location,
+    sources: list[Source] | None = None,
+) -> None:
+    """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written
+    (``sources``: SRC's listing, when already read)."""
+    check_src(src)
+    check_out(out, *protected_inputs(location(src), sources))
+
+
+def check_src(src: Path | str | Location) -> None:
     src = location(src)
     if src.local_path is not None and not src.local_path.exists():
         raise UsageError(f"{src}: no such file or folder")  # a prefix: told when listed
-    check_out(out, *protected_inputs(src))
 
 
 def convert(
@@ -85,9 +94,11 @@ def convert(
     options = options or ConvertOptions()
     options.validate()
     src, out = location(src), location(out)
-    check_paths(src, out)
+    check_src(src)
+    sources = discover(src, options.extensions)  # once: a manifest may be long
+    check_paths(src, out, sources)
     with locked_out(out):
-        return _convert_held(src, out, options, progress)
+        return _convert_held(src, out, options, progress, sources)
 
 
 def _convert_held(
@@ -95,12 +106,12 @@ def _convert_held(
     out: Location,
     options: ConvertOptions,
     progress: Progress | None,
+    sources: list[Source],
 ) -> ConvertSummary:
     """The run itself, with OUT held against other runs (:mod:`prep.runlock`)."""
     started = time.perf_counter()
     reporter = Reporter(progress)
 
-    sources = discover(src, options.extensions)
     if progress:
         progress.start(len(sources))
     results: dict[str, FileResult] = {
