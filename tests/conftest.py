@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import ALL, MEL, make_file
+from helpers import CORE_FORMATS, MEL, make_file
 from lockcheck import environment_problem
 
 from prep.convert import ConvertOptions, convert
@@ -77,9 +77,9 @@ def converted_set(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sharded_set(converted_set) -> Path:
-    """``converted_set``'s ``conv/`` in every format (2 s items, 3 per shard, helpers.MEL),
+    """``converted_set``'s ``conv/`` in helpers.CORE_FORMATS (2 s items, 3 per shard, MEL),
     in its ``sh/`` folder; read-only like it."""
     out = converted_set / "sh"
-    options = ShardOptions(formats=ALL, segment=32000, mel=MEL, shard_size=3, jobs=2)
+    options = ShardOptions(formats=CORE_FORMATS, segment=32000, mel=MEL, shard_size=3, jobs=2)
     assert shard(converted_set / "conv", out, options).failed == 0
     return out

@@ -20,7 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80,
        "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
 """The mel settings of the session's sharded set (conftest ``sharded_set``)."""
-ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
+CORE_FORMATS = ("segments", "mel", "webdataset", "hdf5", "memmap")
+"""The formats the session's sharded set is written in: the first five, which the shared
+tests cover together; every later format (tensordict, lhotse_shar, kaldi, hf,
+nemo_tarred) has tests of its own."""
 
 
 def sine(freq: float, seconds: float, sr: int, channels: int = 1, amp: float = 0.5) -> np.ndarray:

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import make_file
+from helpers import CORE_FORMATS, make_file
 from torch.utils.data import DataLoader
 
 from loaders import (
@@ -36,7 +36,6 @@ from prep.shard import ShardOptions, shard
 
 MEL = {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 20,
        "f_min": 0.0, "f_max": 8000.0, "log": "natural"}  # fmt: skip
-ALL = ("segments", "mel", "webdataset", "hdf5", "memmap")
 READERS = {
     "segments": SegmentsDataset,
     "mel": MelDataset,
@@ -53,7 +52,7 @@ def made(tmp_path_factory):
     for i, seconds in enumerate([1.2, 0.9, 1.6]):
         make_file(root / "src" / f"a{i}.flac", seconds=seconds)
     assert convert(root / "src", root / "conv", ConvertOptions(jobs=1)).failed == 0
-    options = ShardOptions(formats=ALL, segment=8000, mel=MEL, shard_size=3, jobs=1)
+    options = ShardOptions(formats=CORE_FORMATS, segment=8000, mel=MEL, shard_size=3, jobs=1)
     assert shard(root / "conv", root / "sh", options).failed == 0
     return root
 
@@ -88,7 +87,7 @@ def test_clean_folders_read_whole(made):
 # --- format.json ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", CORE_FORMATS)
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
