@@ -383,7 +383,8 @@ def _times(ratio: float) -> str:
 
 
 def one_setting_names(rows: list[LoaderRow]) -> list[str]:
-    """The rows measured at one setting only (other systems', tensordict), in order."""
+    """The names measured at one setting only, in order (a pipeline given one setting;
+    every built-in row has two or more)."""
     counts = Counter(r.name for r in rows)
     return [name for name in counts if counts[name] == 1]
 
