@@ -866,16 +866,18 @@ def bench(
     """Measure each step on this machine, side by side; write OUT/report.md.
 
     \b
-    1. convert: prep convert against one ffmpeg per file; peak memory on a 2-hour file;
-       decoding alone, in process against an ffmpeg and a GStreamer pipe
+    1. convert: prep convert against one ffmpeg per file; peak memory on a
+       2-hour file; decoding alone, in process against ffmpeg and GStreamer pipes
     2. shard: each format's time and disk size
-    3. loaders: items/s of every format by workers, threads, batch size and transport,
-       against decoding the original files on the fly; tensordict and DALI at one
-       setting, and Lhotse's and datasets' own loaders for comparison
-    4. training steps: the share of each step spent waiting for data
+    3. loaders: items/s of every format (tensordict too) by workers, threads,
+       batch size and transport, against decoding the originals on the fly;
+       DALI at 1 thread and one per core; Lhotse's and datasets' own loaders
+       with no workers and one per core, for comparison
+    4. training steps: the share of each step spent waiting for data, fed by
+       each format, the fastest DALI pipeline and DALI's log-mel
 
-    On a 2-core machine: --quick about 1.5 minutes; the default about 7 minutes, plus
-    about 2.5 the first time, to generate the demo corpus under OUT (kept for reruns);
+    On a 2-core machine: --quick about 1.5 minutes; the default about 6 minutes, plus
+    about 2 the first time, to generate the demo corpus under OUT (kept for reruns);
     --full about 20 minutes (estimated). It prints its own estimate when it starts.
     """
     from pathlib import Path
