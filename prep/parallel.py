@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import pickle
 import signal
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -83,9 +85,24 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _in_local_worker(func: Callable[..., T], batch: Any, **kwargs: Any) -> T:
+class _Raised:
+    """A batch's exception, handed back as its result (see :meth:`Workers.run`)."""
+
+    def __init__(self, exc: Exception) -> None:
+        try:
+            pickle.dumps(exc)
+        except Exception:  # the pool could not hand it back: keep its words
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        exc.add_note("".join(traceback.format_exception(exc)).rstrip())  # the worker's stack
+        self.exc = exc
+
+
+def _in_local_worker(func: Callable[..., T], batch: Any, **kwargs: Any) -> T | _Raised:
     _die_with_parent()
-    return func(batch, **kwargs)
+    try:
+        return func(batch, **kwargs)
+    except Exception as exc:
+        return _Raised(exc)
 
 
 BACKENDS = ("local", "dask")
@@ -168,8 +185,16 @@ class Workers:
         jobs = min(self.count, len(batches))
         if jobs <= 1:
             return [func(batch, **kwargs) for batch in batches]
+        # A batch's exception comes back as its result and is raised here once every batch
+        # has run: a task that raises makes joblib terminate the pool while workers are
+        # busy, the path where a run was seen hanging (workers dead, this process waiting),
+        # and it stopped the other batches, which must still be done.
         parallel = Parallel(n_jobs=jobs, backend=local_backend())
-        return parallel(delayed(_in_local_worker)(func, batch, **kwargs) for batch in batches)
+        results = parallel(delayed(_in_local_worker)(func, batch, **kwargs) for batch in batches)
+        raised = next((r.exc for r in results if isinstance(r, _Raised)), None)
+        if raised is not None:
+            raise raised
+        return results
 
 
 def run_batches(
