@@ -166,7 +166,7 @@ def write_results(out: Path, results: BenchResults) -> None:
     ceiling = ("loader", "page-cache ceiling", "numpy fancy index, batch 32", "items_per_s")
     records.append((*ceiling, f"{results.ceiling:.1f}"))
     for r in results.steps:
-        stall = "within noise" if r.stall is None else f"{100 * r.stall:.1f}"
+        stall = "within noise" if r.stall is None else f"{100 * r.stall:.3g}"
         records.append(("step", r.consumer, r.loader, "ideal_ms", f"{r.ideal_ms:.2f}"))
         records.append(("step", r.consumer, r.loader, "actual_ms", f"{r.actual_ms:.2f}"))
         records.append(("step", r.consumer, r.loader, "stall_percent", stall))

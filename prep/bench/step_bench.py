@@ -91,8 +91,14 @@ class StepRow:
 
     @property
     def stall_text(self) -> str:
+        """The stall in words: never a bare 0% (a stall below 1% keeps a decimal)."""
         stall = self.stall
-        return "within noise (ideal >= actual)" if stall is None else f"{100 * stall:.0f}%"
+        if stall is None:
+            return "within noise (ideal >= actual)"
+        percent = 100 * stall
+        if percent >= 1:
+            return f"{percent:.0f}%"
+        return f"{percent:.1f}%" if percent >= 0.1 else "under 0.1%"
 
 
 def _prepare(batch: dict, device: str, mel: LogMel | None) -> dict:

@@ -394,16 +394,24 @@ def _results(tmp_path: Path, steps: list[StepRow]) -> tuple[BenchOptions, BenchR
 
 
 def test_a_step_no_slower_than_its_ideal_is_noise_not_a_zero_stall(tmp_path):
-    steps = [StepRow("ae", "fast", 10.0, 9.5), StepRow("ae", "slow", 10.0, 20.0)]
+    """Nor does a small stall round to a bare 0%: in the table or in results.csv."""
+    steps = [
+        StepRow("ae", "fast", 10.0, 9.5),
+        StepRow("ae", "slow", 10.0, 20.0),
+        StepRow("ae", "slight", 10.0, 10.03),
+        StepRow("ae", "tiny", 10.0, 10.001),
+    ]
     assert steps[0].stall is None and steps[1].stall == pytest.approx(0.5)
     table = step_table(steps)
     assert "| fast | 10.0 ms | 9.5 ms | within noise (ideal >= actual) |" in table
     assert "| slow | 10.0 ms | 20.0 ms | 50% |" in table
+    assert "| slight | 10.0 ms | 10.0 ms | 0.3% |" in table
+    assert "| tiny | 10.0 ms | 10.0 ms | under 0.1% |" in table
     options, results = _results(tmp_path, steps)
     write_results(tmp_path, results)
     with open(tmp_path / "results.csv", encoding="utf-8") as fh:
         stalls = [r["value"] for r in csv.DictReader(fh) if r["metric"] == "stall_percent"]
-    assert stalls == ["within noise", "50.0"]
+    assert stalls == ["within noise", "50", "0.299", "0.01"]
     assert (tmp_path / "data_stall.png") in plot_all(tmp_path, results.loader, steps)
 
 
