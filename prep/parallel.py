@@ -89,11 +89,12 @@ class _Raised:
     """A batch's exception, handed back as its result (see :meth:`Workers.run`)."""
 
     def __init__(self, exc: Exception) -> None:
+        stack = "".join(traceback.format_exception(exc)).rstrip()  # the worker's, kept
         try:
             pickle.dumps(exc)
         except Exception:  # the pool could not hand it back: keep its words
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-        exc.add_note("".join(traceback.format_exception(exc)).rstrip())  # the worker's stack
+        exc.add_note(stack)
         self.exc = exc
 
 

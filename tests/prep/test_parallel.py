@@ -36,6 +36,22 @@ def test_a_batch_that_raises_lets_the_others_finish_then_raises_in_this_process(
     assert all(p.read_text() != str(os.getpid()) for p in tmp_path.iterdir())
 
 
+class _Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+
+def _raise_unpicklable(batch: list[str]) -> None:
+    raise _Unpicklable(f"{batch[0]} broke")
+
+
+def test_an_exception_the_pool_cannot_carry_keeps_its_words_and_the_workers_stack():
+    with Workers(2) as workers, pytest.raises(RuntimeError) as raised:
+        workers.run(_raise_unpicklable, [["a"], ["b"]])
+    assert str(raised.value) == "_Unpicklable: a broke"
+    assert "in _raise_unpicklable" in raised.value.__notes__[0]
+
+
 def test_batches_without_errors_return_in_order(tmp_path):
     batches = [[f"item{i}"] * (i + 1) for i in range(5)]
     with Workers(2) as workers:
