@@ -15,7 +15,7 @@ from prep.convert.batch import ERRORS, JOURNAL, JOURNAL_STEM, MANIFEST, SKIPPED
 from prep.convert.one_file import convert_file
 from prep.convert.options import MIN_AUDIO_SECONDS, TARGETS, ConvertOptions
 from prep.convert.outcomes import FileResult, Job, Outcome
-from prep.convert.run import ConvertSummary, check_paths, convert
+from prep.convert.run import ConvertSummary, convert
 from prep.convert.split import finish_split_file, plan_split_files
 
 _Job, _plan_split_files, _finish_split_file = Job, plan_split_files, finish_split_file
@@ -32,7 +32,6 @@ __all__ = [
     "ConvertSummary",
     "FileResult",
     "Outcome",
-    "check_paths",
     "convert",
     "convert_file",
 ]

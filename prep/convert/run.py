@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from manifests import Entry
 from prep.convert.batch import (
@@ -62,21 +61,10 @@ class ConvertSummary:
 CURRENT = "its source, its output and the options it depends on are unchanged"
 
 
-def check_paths(
-    src: Path | str | Location,
-    out: Path | str | Location,
-    sources: list[Source] | None = None,
-) -> None:
-    """Refuse SRC that does not exist, and OUT that overlaps SRC or cannot be written
-    (``sources``: SRC's listing, when already read)."""
-    check_src(src)
-    check_out(out, *protected_inputs(location(src), sources))
-
-
-def check_src(src: Path | str | Location) -> None:
-    src = location(src)
+def _check_src(src: Location) -> None:
+    """Refuse a local SRC that does not exist (an object-storage prefix is told when listed)."""
     if src.local_path is not None and not src.local_path.exists():
-        raise UsageError(f"{src}: no such file or folder")  # a prefix: told when listed
+        raise UsageError(f"{src}: no such file or folder")
 
 
 def convert(
@@ -94,9 +82,9 @@ def convert(
     options = options or ConvertOptions()
     options.validate()
     src, out = location(src), location(out)
-    check_src(src)
+    _check_src(src)
     sources = discover(src, options.extensions)  # once: a manifest may be long
-    check_paths(src, out, sources)
+    check_out(out, *protected_inputs(src, sources))  # OUT clear of SRC, and writable
     with locked_out(out):
         return _convert_held(src, out, options, progress, sources)
 
