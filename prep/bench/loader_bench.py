@@ -223,7 +223,7 @@ class Pipeline:
                 threads=self.threads,
                 via=self.via,
                 compared=compared,
-            )  # fmt: skip
+            )
             for setting in self.settings
         ]
 
